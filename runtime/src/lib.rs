@@ -1,0 +1,14 @@
+//! kdruntime: zero-copy, no-heap int8 inference, bit-exact with TFLite's reference kernels.
+//!
+//! The core is `no_std` and allocates nothing: the model is read in place from a byte slice
+//! (flash or memory) and every tensor lives in one caller-supplied arena whose size an offline
+//! planner computes before init. Features: `std` (error Display, the kdrun CLI) and `writer`
+//! (the TFLite flatbuffer writer used by the trainer's exporter and the tests).
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "writer")]
+extern crate alloc;
+
+pub mod quant;
+pub mod tflite;

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# kdedge setup: installs everything the project needs on a fresh Debian 12 / Ubuntu x86_64 machine.
+# Idempotent: every step checks for its own result first, so a second run does nothing and takes
+# seconds. Downloads are kept in .cache/ (git-ignored) so reruns need no network.
+#
+# Usage: scripts/setup.sh [step ...]   (steps: apt python torch onnxruntime data; default: all)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="$ROOT/.cache"
+WHEELS="$CACHE/wheels"
+PY="${PYTHON:-python3}"
+mkdir -p "$CACHE" "$WHEELS"
+
+TORCH_VERSION=2.11.0
+ORT_VERSION=1.32.0
+LITERT_VERSION=2.3.0
+
+step=""
+fail() {
+    echo "setup: step '$step' failed: $*" >&2
+    exit 1
+}
+trap 'fail "command on line $LINENO exited with status $?"' ERR
+say() { echo "setup[$step]: $*"; }
+
+sudo_cmd() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Download wheels once into .cache/wheels, then install offline from there.
+fetch_wheels() {
+    local marker="$WHEELS/.fetched-$1"; shift
+    if [ ! -f "$marker" ]; then
+        say "downloading $*"
+        "$PY" -m pip download -q -d "$WHEELS" "$@" \
+            || fail "pip could not download $*; check that PyPI is reachable, then rerun make setup"
+        touch "$marker"
+    fi
+}
+
+step_apt() {
+    step=apt
+    local pkgs=(build-essential pkg-config unzip libclang-dev clang)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        sudo_cmd apt-get update -qq || fail "apt-get update failed; run as root or with sudo"
+        sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+            || fail "apt-get install ${missing[*]} failed; run as root or with sudo"
+    fi
+}
+
+step_python() {
+    step=python
+    local venv="$ROOT/.venv"
+    local marker="$venv/.kdedge-ok"
+    local reqs=("ai-edge-litert==$LITERT_VERSION" tflite-micro onnx "onnxruntime==$ORT_VERSION" numpy)
+    [ -f "$marker" ] && return 0
+    fetch_wheels python "${reqs[@]}"
+    [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv" || fail "python3 -m venv failed; install python3-venv"
+    say "installing ${reqs[*]} into .venv"
+    "$venv/bin/pip" install -q --no-index --find-links "$WHEELS" "${reqs[@]}" \
+        || fail "pip install into .venv failed; delete .cache/wheels/.fetched-python and rerun"
+    "$venv/bin/python" -c "import ai_edge_litert.interpreter, tflite_micro, onnx, onnxruntime, numpy" \
+        || fail "the reference interpreters do not import from .venv"
+    touch "$marker"
+}
+
+step_torch() {
+    step=torch
+    local venv="$ROOT/.venv-torch"
+    local marker="$venv/.kdedge-ok"
+    local reqs=("torch==$TORCH_VERSION" nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85)
+    [ -f "$marker" ] && return 0
+    fetch_wheels torch --no-deps "${reqs[@]}"
+    [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv" || fail "python3 -m venv failed; install python3-venv"
+    say "installing torch $TORCH_VERSION (libtorch for tch) into .venv-torch"
+    "$venv/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" "${reqs[@]}" \
+        || fail "pip install of torch failed; delete .cache/wheels/.fetched-torch and rerun"
+    [ -f "$(torch_dir)/lib/libtorch_cpu.so" ] || fail "libtorch_cpu.so missing under $(torch_dir)"
+    touch "$marker"
+}
+
+torch_dir() { echo "$ROOT/.venv-torch/lib/python3.11/site-packages/torch"; }
+
+step_onnxruntime() {
+    step=onnxruntime
+    local dest="$CACHE/onnxruntime/x86_64"
+    [ -f "$dest/libonnxruntime.so" ] && return 0
+    local dl="$CACHE/onnxruntime/wheel-x86_64"
+    mkdir -p "$dl" "$dest"
+    if ! ls "$dl"/onnxruntime-*.whl >/dev/null 2>&1; then
+        say "downloading the onnxruntime $ORT_VERSION wheel for its shared library"
+        "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$dl" "onnxruntime==$ORT_VERSION" \
+            || fail "could not download onnxruntime==$ORT_VERSION"
+    fi
+    unzip -q -o -j "$dl"/onnxruntime-*.whl "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" -d "$dest" \
+        || fail "libonnxruntime.so.$ORT_VERSION not found in the wheel"
+    ln -sf "libonnxruntime.so.$ORT_VERSION" "$dest/libonnxruntime.so"
+}
+
+step_data() {
+    step=data
+    local data="$ROOT/data/raw"
+    mkdir -p "$data"
+    # Fashion-MNIST: Debian's dataset-fashion-mnist (IDX files).
+    if [ ! -f "$data/fashion-mnist/train-images-idx3-ubyte.gz" ]; then
+        local debdir="$CACHE/deb"
+        mkdir -p "$debdir"
+        if ! ls "$debdir"/dataset-fashion-mnist_*.deb >/dev/null 2>&1; then
+            say "downloading dataset-fashion-mnist"
+            (cd "$debdir" && apt-get download dataset-fashion-mnist 2>/dev/null) \
+                || { sudo_cmd apt-get update -qq && (cd "$debdir" && apt-get download dataset-fashion-mnist); } \
+                || fail "apt-get download dataset-fashion-mnist failed"
+        fi
+        local x="$CACHE/deb/x"
+        rm -rf "$x"; dpkg-deb -x "$debdir"/dataset-fashion-mnist_*.deb "$x"
+        mkdir -p "$data/fashion-mnist"
+        find "$x" -name '*-ubyte*' -exec cp {} "$data/fashion-mnist/" \;
+        for f in "$data/fashion-mnist"/*-ubyte; do [ -f "$f" ] && gzip -f "$f"; done
+        rm -rf "$x"
+        [ -f "$data/fashion-mnist/train-images-idx3-ubyte.gz" ] || fail "IDX files not found in dataset-fashion-mnist"
+    fi
+    # scikit-learn's digits and sample photos; scikit-image's sample photos.
+    if [ ! -f "$data/digits/digits.csv.gz" ] || [ ! -f "$data/photos/china.jpg" ] || [ ! -f "$data/photos/astronaut.png" ]; then
+        local dl="$CACHE/sample-wheels"
+        mkdir -p "$dl" "$data/digits" "$data/photos"
+        ls "$dl"/scikit_learn-*.whl >/dev/null 2>&1 || { say "downloading the scikit-learn wheel"; \
+            "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$dl" scikit-learn || fail "could not download scikit-learn"; }
+        ls "$dl"/scikit_image-*.whl >/dev/null 2>&1 || { say "downloading the scikit-image wheel"; \
+            "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$dl" scikit-image || fail "could not download scikit-image"; }
+        unzip -q -o -j "$dl"/scikit_learn-*.whl 'sklearn/datasets/data/digits.csv.gz' -d "$data/digits"
+        unzip -q -o -j "$dl"/scikit_learn-*.whl 'sklearn/datasets/images/china.jpg' 'sklearn/datasets/images/flower.jpg' -d "$data/photos"
+        unzip -q -o -j "$dl"/scikit_image-*.whl 'skimage/data/astronaut.png' 'skimage/data/chelsea.png' \
+            'skimage/data/coffee.png' 'skimage/data/rocket.jpg' 'skimage/data/retina.jpg' -d "$data/photos" \
+            || fail "sample photos not found in the scikit-image wheel"
+    fi
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(apt python torch onnxruntime data)
+for s in "${steps[@]}"; do
+    case "$s" in
+        apt|python|torch|onnxruntime|data) "step_$s" ;;
+        *) step="$s"; fail "unknown step (known: apt python torch onnxruntime data)" ;;
+    esac
+done
+step=done
+echo "setup: ok (${steps[*]})"
