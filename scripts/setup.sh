@@ -48,9 +48,10 @@ step_apt() {
     done
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing ${missing[*]}"
-        sudo_cmd apt-get update -qq || fail "apt-get update failed; run as root or with sudo"
-        sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-            || fail "apt-get install ${missing[*]} failed; run as root or with sudo"
+        local log="$CACHE/apt.log"
+        sudo_cmd apt-get update -qq >"$log" 2>&1 || { tail -5 "$log"; fail "apt-get update failed; run as root or with sudo"; }
+        sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
+            || { tail -5 "$log"; fail "apt-get install ${missing[*]} failed; run as root or with sudo"; }
     fi
 }
 
@@ -85,7 +86,10 @@ step_torch() {
     touch "$marker"
 }
 
-torch_dir() { echo "$ROOT/.venv-torch/lib/python3.11/site-packages/torch"; }
+torch_dir() {
+    local d
+    for d in "$ROOT"/.venv-torch/lib/python3*/site-packages/torch; do echo "$d"; return 0; done
+}
 
 step_onnxruntime() {
     step=onnxruntime

@@ -1,0 +1,34 @@
+# kdedge front door. `make demo` runs the main job end to end; `make test` runs every test.
+# Both run `make setup` first, which installs what is missing and does nothing on a second run.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+
+# Paths that exist once setup has run (evaluated lazily, in the sub-make after setup).
+export LIBTORCH = $(firstword $(wildcard $(ROOT)/.venv-torch/lib/python3*/site-packages/torch))
+export KDEDGE_PYTHON := $(ROOT)/.venv/bin/python
+export ORT_DYLIB_PATH := $(ROOT)/.cache/onnxruntime/x86_64/libonnxruntime.so
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: setup demo test demo-run test-run fmt lint
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(MAKE) --no-print-directory demo-run
+
+test: setup
+	@$(MAKE) --no-print-directory test-run
+
+demo-run:
+	cargo build --release --workspace --all-targets
+	bash scripts/demo.sh
+
+test-run:
+	cargo fmt --all --check
+	cargo test --workspace --all-targets
+	cargo build -p kdruntime --no-default-features
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings

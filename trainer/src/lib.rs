@@ -1,0 +1,4 @@
+//! kdtrainer: the training side of kdedge (teachers, distillation, QAT, integer export) on tch.
+#![deny(missing_docs)]
+
+pub mod device;
