@@ -277,10 +277,11 @@ def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input"):
         except Exception as e:
             raise HarnessError(f"invoke failed: {e}") from None
         for i, t in enumerate(be.outputs):
-            o = np.ascontiguousarray(be.get(i))
+            # np.asarray, not ascontiguousarray: the latter turns a rank-0 output into shape [1].
+            o = np.asarray(be.get(i))
             if o.dtype.name != t["dtype"] or list(o.shape) != t["shape"]:
                 raise HarnessError(f"output {i} came back as {o.dtype} {list(o.shape)}, expected {t['dtype']} {t['shape']}")
-            out += o.tobytes()
+            out += o.tobytes(order="C")
     if isinstance(be, Tflm):
         be.measure_arena()
 

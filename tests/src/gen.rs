@@ -709,11 +709,19 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
             let x = g.input("input", &shape, DType::I8, act_quant(r));
             // int8 SOFTMAX and LOGISTIC require the output scale 1/256 and zero point -128.
             let fixed = matches!(kind, OpKind::Softmax | OpKind::Logistic);
-            let q = if fixed {
+            let mut q = if fixed {
                 Quant::per_tensor(1.0 / 256.0, -128)
             } else {
                 act_quant(r)
             };
+            if kind == OpKind::HardSwish {
+                // TFLite's HARD_SWISH prepare requires (input_scale / 128) / output_scale < 1.
+                let in_s = g.b.tensor(x).and_then(|t| t.quant.as_ref()).map_or(1.0, |q| q.scale[0]);
+                let floor = in_s / 128.0 * 1.01;
+                if q.scale[0] <= floor {
+                    q.scale[0] = (floor as f64 * r.log_uniform(1.0, 1000.0)) as f32;
+                }
+            }
             let y = g.output(&shape, DType::I8, q);
             let op = match kind {
                 OpKind::Softmax => Op::Softmax {
