@@ -716,7 +716,10 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
             };
             if kind == OpKind::HardSwish {
                 // TFLite's HARD_SWISH prepare requires (input_scale / 128) / output_scale < 1.
-                let in_s = g.b.tensor(x).and_then(|t| t.quant.as_ref()).map_or(1.0, |q| q.scale[0]);
+                let in_s =
+                    g.b.tensor(x)
+                        .and_then(|t| t.quant.as_ref())
+                        .map_or(1.0, |q| q.scale[0]);
                 let floor = in_s / 128.0 * 1.01;
                 if q.scale[0] <= floor {
                     q.scale[0] = (floor as f64 * r.log_uniform(1.0, 1000.0)) as f32;
