@@ -1,1 +1,18 @@
-pub fn placeholder() {}
+//! kdtests: cross-crate tests and their helpers.
+//!
+//! - [`reference`]: runs a model in the real interpreters (TFLite reference / optimised / XNNPACK,
+//!   TFLite Micro, ONNX Runtime) through `tools/refharness.py`, so a test compares with them in a
+//!   line.
+//! - [`rng`]: a small deterministic random generator for test data.
+//! - [`gen`]: random single-operator int8 models built with the kdruntime writer.
+#![deny(missing_docs)]
+
+pub mod gen;
+pub mod reference;
+pub mod rng;
+
+/// The workspace root (the folder above this crate).
+pub fn workspace_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
