@@ -48,8 +48,9 @@
 //! ```
 //!
 //! i.e. the exact value of the bilinear blend with Q11 weights, rounded once. This is not
-//! bit-identical to OpenCV (which rounds its intermediate row sums differently); it differs by at
-//! most 1 from unquantised real-valued bilinear interpolation. Downscaling is plain bilinear
+//! bit-identical to OpenCV (which rounds its intermediate row sums differently). Against
+//! unquantised real-valued bilinear interpolation the error is at most 0.625 (the Q11 weights
+//! move the blend by at most `2 * 255 / 4096 < 0.125`, the final rounding by at most 0.5). Downscaling is plain bilinear
 //! without antialiasing (no area averaging), exactly like OpenCV `INTER_LINEAR`; for the usual
 //! 2-4x reductions to 96-224 pixels this keeps fine texture sharp at the cost of some aliasing,
 //! and it is what most deployed vision pipelines do on device.
