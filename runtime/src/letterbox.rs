@@ -2,8 +2,8 @@
 //!
 //! The trainer's data pipeline, the kdrun CLI, the C ABI and the firmware all call
 //! [`letterbox`], so the pixels a model sees on a device are the pixels it was trained on, bit
-//! for bit. Everything is integer arithmetic (no floating point, no heap, no `std`), so the
-//! result is identical on x86, aarch64 and an FPU-less Cortex-M.
+//! for bit. Geometry and pixels are computed in integer arithmetic only (no floating point, no
+//! heap, no `std`), so the result is identical on x86, aarch64 and an FPU-less Cortex-M.
 //!
 //! # Geometry
 //!
@@ -15,8 +15,9 @@
 //!   rounding halves up, and at least 1 (the limiting side is exactly `H` or `W`; the other
 //!   side never exceeds its target);
 //! * the resized image is pasted on a black (all-zero) `H x W` canvas at
-//!   `top = floor((H - nh) / 2)`, `left = floor((W - nw) / 2)`. Nothing is ever cropped: every
-//!   source pixel contributes to the output.
+//!   `top = floor((H - nh) / 2)`, `left = floor((W - nw) / 2)` (an odd margin puts the extra
+//!   row/column at the bottom/right). Nothing is ever cropped: the whole source extent maps onto
+//!   the `nh x nw` rectangle.
 //!
 //! # Interpolation (bilinear, half-pixel centres, fixed point)
 //!
@@ -50,10 +51,13 @@
 //! i.e. the exact value of the bilinear blend with Q11 weights, rounded once. This is not
 //! bit-identical to OpenCV (which rounds its intermediate row sums differently). Against
 //! unquantised real-valued bilinear interpolation the error is at most 0.625 (the Q11 weights
-//! move the blend by at most `2 * 255 / 4096 < 0.125`, the final rounding by at most 0.5). Downscaling is plain bilinear
-//! without antialiasing (no area averaging), exactly like OpenCV `INTER_LINEAR`; for the usual
-//! 2-4x reductions to 96-224 pixels this keeps fine texture sharp at the cost of some aliasing,
-//! and it is what most deployed vision pipelines do on device.
+//! move the blend by at most `2 * 255 / 4096 < 0.125`, the final rounding by at most 0.5).
+//!
+//! Downscaling is plain bilinear without antialiasing (no area averaging), exactly like OpenCV
+//! `INTER_LINEAR`: each output pixel reads only its 2x2 source neighbourhood, so at reductions
+//! beyond 2x some source pixels fall between samples and fine texture can alias. The choice is
+//! deliberate: it is cheap and bounded on a microcontroller (4 reads per output pixel whatever
+//! the source size), and training sees exactly the same aliasing as the device.
 //!
 //! # Pixel formats
 //!
