@@ -10,5 +10,7 @@
 #[cfg(feature = "writer")]
 extern crate alloc;
 
+pub mod letterbox;
+pub mod postprocess;
 pub mod quant;
 pub mod tflite;
