@@ -9,7 +9,7 @@
 //! the same shapes as TFLite's own shape inference (the tests check they agree).
 //!
 //! A parity test is then:
-//! ```ignore
+//! ```text
 //! let models = kdtests::gen::suite(300, 1);
 //! let refs = kdtests::reference::run_batch(&kdtests::gen::cases(&models), Backend::TfliteRef)?;
 //! for (m, r) in models.iter().zip(refs) { /* run m.model in kdruntime, compare with r */ }
