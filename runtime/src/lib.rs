@@ -10,5 +10,6 @@
 #[cfg(feature = "writer")]
 extern crate alloc;
 
+pub mod kernels;
 pub mod quant;
 pub mod tflite;
