@@ -113,14 +113,8 @@ mod tests {
     #[test]
     fn high_mul_matches_hand_values() {
         // 2^30 * 2^30 * 2 / 2^32 = 2^29
-        assert_eq!(
-            saturating_rounding_doubling_high_mul(1 << 30, 1 << 30),
-            1 << 29
-        );
-        assert_eq!(
-            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
-            i32::MAX
-        );
+        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, 1 << 30), 1 << 29);
+        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
         // 3 * 2^30 * 2 / 2^32 = 1.5 -> 2; the negative nudge is 1 - 2^30, one short of a half,
         // so -1.5 -> -1 (gemmlowp's rule, which TFLite inherits).
         assert_eq!(saturating_rounding_doubling_high_mul(3, 1 << 30), 2);
@@ -142,38 +136,23 @@ mod tests {
         // 0.5 = 2^30 * 2^(0 - 31)
         assert_eq!(
             QuantizedMultiplier::from_f64(0.5),
-            QuantizedMultiplier {
-                multiplier: 1 << 30,
-                shift: 0
-            }
+            QuantizedMultiplier { multiplier: 1 << 30, shift: 0 }
         );
         // 0.25: frexp gives (0.5, -1)
         assert_eq!(
             QuantizedMultiplier::from_f64(0.25),
-            QuantizedMultiplier {
-                multiplier: 1 << 30,
-                shift: -1
-            }
+            QuantizedMultiplier { multiplier: 1 << 30, shift: -1 }
         );
         // 3.0 = 0.75 * 2^2
         assert_eq!(
             QuantizedMultiplier::from_f64(3.0),
-            QuantizedMultiplier {
-                multiplier: 3 << 29,
-                shift: 2
-            }
+            QuantizedMultiplier { multiplier: 3 << 29, shift: 2 }
         );
-        assert_eq!(
-            QuantizedMultiplier::from_f64(1e-20),
-            QuantizedMultiplier::default()
-        );
+        assert_eq!(QuantizedMultiplier::from_f64(1e-20), QuantizedMultiplier::default());
         // 0.999999999999 rounds its mantissa up to 2^31 and renormalises.
         assert_eq!(
             QuantizedMultiplier::from_f64(1.0 - 1e-12),
-            QuantizedMultiplier {
-                multiplier: 1 << 30,
-                shift: 1
-            }
+            QuantizedMultiplier { multiplier: 1 << 30, shift: 1 }
         );
         // 100 * 0.25 = 25
         assert_eq!(QuantizedMultiplier::from_f64(0.25).apply(100), 25);
