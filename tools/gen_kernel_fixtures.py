@@ -97,7 +97,7 @@ def run(model, inputs):
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
-def rand_scale(rng, lo=-4.0, hi=1.0):
+def rand_scale(rng, lo=-6.0, hi=2.0):
     return f32(10 ** rng.uniform(lo, hi))
 
 
