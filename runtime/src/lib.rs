@@ -10,6 +10,7 @@
 #[cfg(feature = "writer")]
 extern crate alloc;
 
+pub mod kernels;
 pub mod letterbox;
 pub mod postprocess;
 pub mod quant;
