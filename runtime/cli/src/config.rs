@@ -69,15 +69,22 @@ pub struct InferenceConfig {
 impl InferenceConfig {
     /// Reads and checks a config file; errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let cfg: Self =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if !(cfg.normalization.std.is_finite() && cfg.normalization.std != 0.0) {
-            bail!("{}: normalization.std must be finite and non-zero", path.display());
+            bail!(
+                "{}: normalization.std must be finite and non-zero",
+                path.display()
+            );
         }
         for (i, t) in cfg.thresholds.per_class.iter().flatten().enumerate() {
             if !(0.0..=1.0).contains(t) {
-                bail!("{}: thresholds.per_class[{i}] = {t} is not in [0, 1]", path.display());
+                bail!(
+                    "{}: thresholds.per_class[{i}] = {t} is not in [0, 1]",
+                    path.display()
+                );
             }
         }
         Ok(cfg)

@@ -9,16 +9,26 @@ use kdruntime::{DType, Interpreter};
 use crate::config::InferenceConfig;
 
 /// Decodes `path`, letterboxes it into input 0 of `interp` and returns the geometry as JSON.
-pub fn fill(interp: &mut Interpreter<'_, '_>, path: &Path, cfg: &InferenceConfig) -> Result<serde_json::Value> {
+pub fn fill(
+    interp: &mut Interpreter<'_, '_>,
+    path: &Path,
+    cfg: &InferenceConfig,
+) -> Result<serde_json::Value> {
     let info = interp.input_info(0)?;
     let dims = info.shape.dims();
     let &[1, h, w, c] = dims else {
-        bail!("input tensor {} has shape {dims:?}; kdrun run needs [1, H, W, C]", info.index);
+        bail!(
+            "input tensor {} has shape {dims:?}; kdrun run needs [1, H, W, C]",
+            info.index
+        );
     };
     let out_format = match c {
         1 => OutputFormat::Gray,
         3 => OutputFormat::Rgb,
-        _ => bail!("input tensor {} has {c} channels; kdrun run handles 1 (grey) or 3 (RGB)", info.index),
+        _ => bail!(
+            "input tensor {} has {c} channels; kdrun run handles 1 (grey) or 3 (RGB)",
+            info.index
+        ),
     };
     let decoded = image::open(path).with_context(|| format!("decoding {}", path.display()))?;
     let (pixels, format) = if decoded.color().has_color() {
@@ -27,14 +37,18 @@ pub fn fill(interp: &mut Interpreter<'_, '_>, path: &Path, cfg: &InferenceConfig
         // Keep grey sources grey: the letterbox replicates them into RGB exactly.
         let g = decoded.to_luma8();
         let (gw, gh) = g.dimensions();
-        (image::RgbImage::from_raw(gw, gh, g.into_raw()).unwrap_or_default(), PixelFormat::Gray)
+        (
+            image::RgbImage::from_raw(gw, gh, g.into_raw()).unwrap_or_default(),
+            PixelFormat::Gray,
+        )
     };
     let (iw, ih) = pixels.dimensions();
     let src = Image::packed(pixels.as_raw(), ih as usize, iw as usize, format)
         .with_context(|| path.display().to_string())?;
     let (h, w) = (h as usize, w as usize);
     let mut boxed = vec![0u8; h * w * c as usize];
-    let p = letterbox(&src, h, w, out_format, &mut boxed).with_context(|| path.display().to_string())?;
+    let p = letterbox(&src, h, w, out_format, &mut boxed)
+        .with_context(|| path.display().to_string())?;
     let input = interp.input_mut(0)?;
     match info.dtype {
         DType::UInt8 => input.copy_from_slice(&boxed),
@@ -49,7 +63,11 @@ pub fn fill(interp: &mut Interpreter<'_, '_>, path: &Path, cfg: &InferenceConfig
                 *q = ((real / scale).round() + zp).clamp(-128.0, 127.0) as i8 as u8;
             }
         }
-        other => bail!("input tensor {} is {}; kdrun run handles uint8 and int8", info.index, other.name()),
+        other => bail!(
+            "input tensor {} is {}; kdrun run handles uint8 and int8",
+            info.index,
+            other.name()
+        ),
     }
     Ok(serde_json::json!({
         "source_height": ih, "source_width": iw, "scale": p.scale(),

@@ -74,7 +74,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { model } => {
             let bytes = read(&model)?;
             let m = load(&model, &bytes)?;
-            print!("{}", report::info(&m).with_context(|| model.display().to_string())?);
+            print!(
+                "{}",
+                report::info(&m).with_context(|| model.display().to_string())?
+            );
         }
         Command::Run {
             model,
@@ -94,11 +97,17 @@ fn run(cli: Cli) -> Result<()> {
                 Some(p) => Some(config::read_labels(p)?),
                 None => cfg.labels.clone(),
             };
-            let mut arena = vec![0u8; m.arena_size().with_context(|| model.display().to_string())?];
+            let mut arena = vec![
+                0u8;
+                m.arena_size()
+                    .with_context(|| model.display().to_string())?
+            ];
             let mut interp = Interpreter::new(&m, &mut arena)
                 .with_context(|| format!("{}: init", model.display()))?;
             let geometry = image_input::fill(&mut interp, &image, &cfg)?;
-            interp.invoke().with_context(|| format!("{}: invoke", model.display()))?;
+            interp
+                .invoke()
+                .with_context(|| format!("{}: invoke", model.display()))?;
             let result = report::classify(&interp, &cfg, labels.as_deref(), top_k)?;
             if json {
                 let mut v = result.to_json();
@@ -117,9 +126,8 @@ fn run(cli: Cli) -> Result<()> {
             let bytes = read(&model)?;
             let m = load(&model, &bytes)?;
             let data = read(&input)?;
-            let out = run_raw(&m, &data).with_context(|| {
-                format!("{} on {}", model.display(), input.display())
-            })?;
+            let out = run_raw(&m, &data)
+                .with_context(|| format!("{} on {}", model.display(), input.display()))?;
             fs::write(&output, out).with_context(|| format!("writing {}", output.display()))?;
         }
     }
@@ -131,7 +139,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn load<'a>(path: &Path, bytes: &'a [u8]) -> Result<Model<'a>> {
-    Model::from_bytes(bytes).with_context(|| format!("{}: not a model kdruntime can run", path.display()))
+    Model::from_bytes(bytes)
+        .with_context(|| format!("{}: not a model kdruntime can run", path.display()))
 }
 
 /// Runs every input tensor in `data` (back to back, input 0 then input 1 ... per run) and

@@ -14,25 +14,44 @@ use crate::config::{InferenceConfig, Task};
 pub fn info(m: &Model<'_>) -> Result<String> {
     let mut s = String::new();
     writeln!(s, "schema version: {}", m.version())?;
-    writeln!(s, "description: {}", String::from_utf8_lossy(m.description()))?;
+    writeln!(
+        s,
+        "description: {}",
+        String::from_utf8_lossy(m.description())
+    )?;
     writeln!(s, "arena size: {} bytes", m.arena_size()?)?;
     for i in 0..m.num_inputs() {
-        writeln!(s, "input {i}: {}", tensor_line(m, m.input_tensor_index(i)?)?)?;
+        writeln!(
+            s,
+            "input {i}: {}",
+            tensor_line(m, m.input_tensor_index(i)?)?
+        )?;
     }
     for i in 0..m.num_outputs() {
-        writeln!(s, "output {i}: {}", tensor_line(m, m.output_tensor_index(i)?)?)?;
+        writeln!(
+            s,
+            "output {i}: {}",
+            tensor_line(m, m.output_tensor_index(i)?)?
+        )?;
     }
     writeln!(s, "operators: {}", m.num_operators())?;
     for op in m.operators() {
         let op = op?;
         let list = |v: &dyn Fn(usize) -> Option<usize>, n: usize| {
-            (0..n).map(|i| v(i).map_or("-".into(), |t| t.to_string())).collect::<Vec<_>>().join(",")
+            (0..n)
+                .map(|i| v(i).map_or("-".into(), |t| t.to_string()))
+                .collect::<Vec<_>>()
+                .join(",")
         };
         writeln!(
             s,
             "  #{:<3} {:<18} v{} in [{}] out [{}]",
             op.index,
-            if op.opcode >= 0 { builtin_operator::name(op.opcode) } else { "CUSTOM" },
+            if op.opcode >= 0 {
+                builtin_operator::name(op.opcode)
+            } else {
+                "CUSTOM"
+            },
             op.version,
             list(&|i| op.input(i), op.inputs.len()),
             list(&|i| op.output(i), op.outputs.len()),
@@ -81,7 +100,11 @@ pub fn classify(
 ) -> Result<Classification> {
     let info = interp.output_info(0)?;
     if info.dtype != DType::Int8 {
-        bail!("output tensor {} is {}; kdrun run expects int8", info.index, info.dtype.name());
+        bail!(
+            "output tensor {} is {}; kdrun run expects int8",
+            info.index,
+            info.dtype.name()
+        );
     }
     let raw: Vec<i8> = interp.output(0)?.iter().map(|&b| b as i8).collect();
     let n = raw.len();
@@ -120,7 +143,11 @@ pub fn classify(
         .into_iter()
         .map(|i| (i, labels.and_then(|l| l.get(i).cloned()), prob[i]))
         .collect();
-    Ok(Classification { task: cfg.task, classes, raw })
+    Ok(Classification {
+        task: cfg.task,
+        classes,
+        raw,
+    })
 }
 
 impl Classification {
@@ -131,7 +158,14 @@ impl Classification {
             s.push_str("no class above its threshold\n");
         }
         for (rank, (i, label, p)) in self.classes.iter().enumerate() {
-            let _ = writeln!(s, "{:>2}. class {:<4} {:<20} {:.4}", rank + 1, i, label.as_deref().unwrap_or("-"), p);
+            let _ = writeln!(
+                s,
+                "{:>2}. class {:<4} {:<20} {:.4}",
+                rank + 1,
+                i,
+                label.as_deref().unwrap_or("-"),
+                p
+            );
         }
         s
     }
