@@ -10,5 +10,15 @@
 #[cfg(feature = "writer")]
 extern crate alloc;
 
+mod bytes;
+pub mod error;
+pub mod interpreter;
+pub mod kernels;
+pub mod model;
+pub mod plan;
 pub mod quant;
 pub mod tflite;
+
+pub use error::{Error, Result};
+pub use interpreter::Interpreter;
+pub use model::{DType, Model, OperatorInfo, Shape, TensorInfo};
