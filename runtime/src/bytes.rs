@@ -1,4 +1,4 @@
-//! The crate's only `unsafe`: reinterpreting byte slices as `i8` or `i32`/`u32` slices. All
+//! The crate's only `unsafe`: reinterpreting byte slices as `i8`, `i32`/`u32` or `f64` slices. All
 //! target types accept every bit pattern, and the `i32`/`u32` views check alignment and length
 //! (`align_to` with empty prefix and suffix), so these casts are sound.
 
@@ -37,6 +37,22 @@ pub fn as_i32_mut(b: &mut [u8]) -> Option<&mut [i32]> {
 pub fn as_u32_mut(b: &mut [u8]) -> Option<&mut [u32]> {
     // SAFETY: as for `as_i32`.
     let (pre, mid, post) = unsafe { b.align_to_mut::<u32>() };
+    (pre.is_empty() && post.is_empty()).then_some(mid)
+}
+
+/// `&[u8]` as `&[f64]` when 8-aligned and a multiple of 8 long.
+#[inline]
+pub fn as_f64(b: &[u8]) -> Option<&[f64]> {
+    // SAFETY: every bit pattern is a valid f64; align_to only yields aligned middles.
+    let (pre, mid, post) = unsafe { b.align_to::<f64>() };
+    (pre.is_empty() && post.is_empty()).then_some(mid)
+}
+
+/// `&mut [u8]` as `&mut [f64]` when 8-aligned and a multiple of 8 long.
+#[inline]
+pub fn as_f64_mut(b: &mut [u8]) -> Option<&mut [f64]> {
+    // SAFETY: as for `as_f64`.
+    let (pre, mid, post) = unsafe { b.align_to_mut::<f64>() };
     (pre.is_empty() && post.is_empty()).then_some(mid)
 }
 

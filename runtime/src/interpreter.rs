@@ -5,11 +5,13 @@
 //! | tensor plan (4 words/tensor) | op blob table (1 word/op) | op blobs | activations |
 //! ```
 //!
-//! (each part 16-byte aligned). Op blobs hold per-channel data computed once at init (conv and
-//! fully connected output multipliers and shifts). Scalar kernel parameters are re-derived from
+//! (each part 16-byte aligned). Op blobs hold per-channel data computed once at init (CONV_2D's
+//! fixed-point multipliers and shifts, FULLY_CONNECTED's real scales). Scalar kernel parameters are re-derived from
 //! the model at each invoke (cheap, and keeps the arena small).
 
-use crate::bytes::{as_i32, as_i32_mut, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u32_word};
+use crate::bytes::{
+    as_f64, as_f64_mut, as_i32, as_i32_mut, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u32_word,
+};
 use crate::error::{Error, Result};
 use crate::kernels::{conv, dequantize, fully_connected, mean, quantize, reshape};
 use crate::model::{DType, Model, OperatorInfo, TensorInfo};
@@ -120,7 +122,7 @@ enum Bound<'m> {
 }
 
 impl Bound<'_> {
-    /// Persistent bytes the op needs (per-channel multipliers and shifts).
+    /// Persistent bytes the op needs (per channel: two i32 for conv, one f64 for FC).
     fn blob_bytes(&self) -> usize {
         match self {
             Bound::Conv { params, .. } => params.out_c * 8,
@@ -567,13 +569,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (i, o) = (self.location(&input)?, self.location(&output)?);
                 let (persist, acts, base) = self.split();
-                let (mult, shift) =
-                    blob(persist, blob_at, params.out_depth).ok_or_else(bad_arena)?;
+                let scales = real_blob(persist, blob_at, params.out_depth).ok_or_else(bad_arena)?;
                 let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
                 fully_connected::eval(
                     params,
-                    mult,
-                    shift,
+                    scales,
                     as_i8(x),
                     as_i8(filter.data.unwrap_or(&[])),
                     bias,
@@ -687,32 +687,55 @@ fn blob(persist: &[u8], at: u32, channels: usize) -> Option<(&[i32], &[i32])> {
     Some(words.split_at(channels))
 }
 
+/// The per-channel real scales of a FULLY_CONNECTED blob.
+fn real_blob(persist: &[u8], at: u32, channels: usize) -> Option<&[f64]> {
+    if at == NONE {
+        return None;
+    }
+    let at = at as usize;
+    as_f64(persist.get(at..at + 8 * channels)?)
+}
+
 fn init_blob(op: &OperatorInfo, b: &Bound, bytes: &mut [u8]) -> Result<()> {
-    let words = as_i32_mut(bytes).ok_or(op.invalid("misaligned op blob"))?;
-    let (input, filter, output, channels) = match b {
+    let misaligned = || op.invalid("misaligned op blob");
+    match b {
         Bound::Conv {
             input,
             filter,
             output,
             params,
             ..
-        } => (input, filter, output, params.out_c),
+        } => {
+            let words = as_i32_mut(bytes).ok_or_else(misaligned)?;
+            let (mult, shift) = words.split_at_mut(params.out_c);
+            kern(
+                op,
+                conv::populate_multipliers(
+                    input.scale(),
+                    filter.quant.scales(),
+                    output.scale(),
+                    mult,
+                    shift,
+                ),
+            )
+        }
         Bound::FullyConnected {
             input,
             filter,
             output,
-            params,
             ..
-        } => (input, filter, output, params.out_depth),
-        _ => return Ok(()),
-    };
-    let (mult, shift) = words.split_at_mut(channels);
-    conv::populate_multipliers(
-        input.scale(),
-        filter.quant.scales(),
-        output.scale(),
-        mult,
-        shift,
-    )
-    .map_err(|reason| op.invalid(reason))
+        } => {
+            let scales = as_f64_mut(bytes).ok_or_else(misaligned)?;
+            kern(
+                op,
+                fully_connected::populate_scales(
+                    input.scale(),
+                    filter.quant.scales(),
+                    output.scale(),
+                    scales,
+                ),
+            )
+        }
+        _ => Ok(()),
+    }
 }

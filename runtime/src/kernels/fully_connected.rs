@@ -1,26 +1,14 @@
 //! FULLY_CONNECTED, int8 activations with int8 weights `[out_depth, accum_depth]` quantised per
-//! tensor or per output channel, optional int32 bias. TFLite's
-//! `reference_integer_ops::FullyConnected` / `FullyConnectedPerChannel`.
+//! tensor or per output channel, optional int32 bias.
+//!
+//! TFLite's reference kernel (ai-edge-litert 2.3.0, BUILTIN_REF) requantises in floating point,
+//! not with the fixed-point multiplier CONV_2D uses: `(int32)round(double(acc) * s)` with
+//! `s = double(input_scale) * double(filter_scale) / double(output_scale)` ("performs requant in
+//! float to avoid loss of precision", `reference_integer_ops::FullyConnected[PerChannel]`).
+//! The `fc_ties_pow2` parity fixture separates this from both fixed-point roundings.
 
 use super::conv::{bias_at, int8_zero_point};
-use crate::quant::{
-    activation_range_quantized, multiply_by_quantized_multiplier,
-    multiply_by_quantized_multiplier_single_rounding,
-};
-
-/// How the int32 accumulator is scaled to the output (see the module tests and the parity
-/// fixtures for which one TFLite's BUILTIN_REF uses).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rounding {
-    /// `SaturatingRoundingDoublingHighMul` then `RoundingDivideByPOT`.
-    Double,
-    /// One 64-bit product and one round-half-up shift (`TFLITE_SINGLE_ROUNDING`).
-    Single,
-}
-
-/// The rounding TFLite's reference FULLY_CONNECTED applies, measured against ai-edge-litert
-/// 2.3.0 BUILTIN_REF with the committed parity fixtures.
-pub const REFERENCE_ROUNDING: Rounding = Rounding::Double;
+use crate::quant::{activation_range_quantized, is_positive_scale, round_half_away};
 
 /// Validated parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +27,6 @@ pub struct FcParams {
     pub act_min: i32,
     /// Upper clamp.
     pub act_max: i32,
-    /// Requantisation rounding.
-    pub rounding: Rounding,
 }
 
 /// Plain-number description of a fully connected layer.
@@ -103,16 +89,51 @@ pub fn prepare(spec: &FcSpec) -> Result<FcParams, &'static str> {
         output_offset,
         act_min,
         act_max,
-        rounding: REFERENCE_ROUNDING,
     })
 }
 
-/// The reference fully connected layer. `multipliers`/`shifts` have one entry per output
-/// channel (a per-tensor filter scale is broadcast by `conv::populate_multipliers`).
+/// Per-channel effective scales `double(in) * double(filter[c]) / double(out)`; a single filter
+/// scale is broadcast to every channel.
+pub fn populate_scales(
+    input_scale: f32,
+    filter_scales: impl Iterator<Item = f32> + Clone,
+    output_scale: f32,
+    scales: &mut [f64],
+) -> Result<(), &'static str> {
+    let n = filter_scales.clone().count();
+    if n != 1 && n != scales.len() {
+        return Err("filter scale count is neither 1 nor the output channel count");
+    }
+    if !is_positive_scale(output_scale) {
+        return Err("output scale must be positive");
+    }
+    let first = filter_scales.clone().next().ok_or("filter has no scale")?;
+    let mut it = filter_scales;
+    for s in scales.iter_mut() {
+        let fs = if n == 1 {
+            first
+        } else {
+            it.next().unwrap_or(first)
+        };
+        *s = input_scale as f64 * fs as f64 / output_scale as f64;
+    }
+    Ok(())
+}
+
+/// `(int32)std::round(double(acc) * scale)`, saturating where C++ would be undefined.
+#[inline]
+pub fn requantize_real(acc: i32, scale: f64) -> i32 {
+    let r = round_half_away(acc as f64 * scale);
+    if r.is_nan() {
+        return 0;
+    }
+    r.clamp(i32::MIN as f64, i32::MAX as f64) as i32
+}
+
+/// The reference fully connected layer. `scales` has one entry per output channel.
 pub fn eval(
     p: &FcParams,
-    multipliers: &[i32],
-    shifts: &[i32],
+    scales: &[f64],
     input: &[i8],
     filter: &[i8],
     bias: Option<&[u8]>,
@@ -131,12 +152,7 @@ pub fn eval(
                 acc = acc.wrapping_add((w as i32).wrapping_mul(x as i32 + p.input_offset));
             }
             acc = acc.wrapping_add(bias_at(bias, oc));
-            let m = multipliers.get(oc).copied().unwrap_or(0);
-            let s = shifts.get(oc).copied().unwrap_or(0).clamp(-31, 30);
-            let v = match p.rounding {
-                Rounding::Double => multiply_by_quantized_multiplier(acc, m, s),
-                Rounding::Single => multiply_by_quantized_multiplier_single_rounding(acc, m, s),
-            };
+            let v = requantize_real(acc, scales.get(oc).copied().unwrap_or(0.0));
             if let Some(o) = output.get_mut(b * p.out_depth + oc) {
                 *o = v
                     .saturating_add(p.output_offset)
@@ -149,7 +165,6 @@ pub fn eval(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::conv::populate_multipliers;
     use crate::tflite::schema::activation;
 
     #[test]
@@ -166,16 +181,16 @@ mod tests {
             output_scale: 1.0,
         };
         let p = prepare(&spec).unwrap();
-        let (mut m, mut s) = ([0; 2], [0; 2]);
+        let mut sc = [0.0; 2];
         // 0.5 * [1.0, 0.25] / 1.0
-        populate_multipliers(0.5, [1.0f32, 0.25].into_iter(), 1.0, &mut m, &mut s).unwrap();
+        populate_scales(0.5, [1.0f32, 0.25].into_iter(), 1.0, &mut sc).unwrap();
+        assert_eq!(sc, [0.5, 0.125]);
         let bias: Vec<u8> = [4i32, -8].iter().flat_map(|b| b.to_le_bytes()).collect();
         let mut out = [0i8; 2];
         // x - zp = [2, -1, 4]
         eval(
             &p,
-            &m,
-            &s,
+            &sc,
             &[3, 0, 5],
             &[1, 2, 3, -2, 0, 1],
             Some(&bias),
@@ -184,6 +199,15 @@ mod tests {
         // ch0: 2 - 2 + 12 + 4 = 16 -> *0.5 = 8 -> -3 = 5
         // ch1: -4 + 0 + 4 - 8 = -8 -> *0.125 = -1 -> -4 -> RELU clamps at zp -3
         assert_eq!(out, [5, -3]);
+    }
+
+    #[test]
+    fn real_scale_rounds_half_away_from_zero() {
+        // Exact ties: 2.5 -> 3 and -2.5 -> -3 (the fixed-point high-mul would give -2).
+        assert_eq!(requantize_real(10, 0.25), 3);
+        assert_eq!(requantize_real(-10, 0.25), -3);
+        assert_eq!(requantize_real(65, 0.25), 16);
+        assert_eq!(requantize_real(i32::MAX, 1e10), i32::MAX);
     }
 
     #[test]

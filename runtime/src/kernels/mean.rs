@@ -1,34 +1,18 @@
-//! MEAN over int8 tensors. TFLite's reference kernel (`reduce.cc`, `EvalMeanReferenceOps`)
-//! picks one of three arithmetics, and kdruntime follows the same choice:
-//! 1. `keep_dims`, rank 4, axes exactly `[1, 2]` or `[2, 1]` (raw values, negatives do not
-//!    count): `reference_integer_ops::Mean` — integer sum of `x - zp_in`, then
-//!    `MultiplyByQuantizedMultiplier(in_scale / out_scale)`, then division by the element count
-//!    rounded half away from zero, then `+ zp_out`.
-//! 2. otherwise, input and output scale and zero point equal: `reference_ops::Mean`, the raw
-//!    integer sum divided by the count with C++ truncation.
-//! 3. otherwise: `reference_ops::QuantizedMeanOrSum`, in float32:
-//!    `round(float(sum) / float(n) * s + (-zp_in * s)) + zp_out` with `s = in_scale / out_scale`.
+//! MEAN over int8 tensors, as TFLite's reference kernel computes it (ai-edge-litert 2.3.0,
+//! `reduce.cc` `EvalQuantizedMean` -> `reference_ops::QuantizedMeanOrSum`, integer version), for
+//! every axis set:
+//! 1. `multiplier, shift = QuantizeMultiplier(double(in_scale) / double(out_scale))`;
+//! 2. the `1 / n` of the mean is folded in: `s = min(floor(log2 n), 32, 31 + shift)`,
+//!    `multiplier = (int64(multiplier) << s) / n` (truncating), `shift -= s`;
+//! 3. per output: `MultiplyByQuantizedMultiplier(sum(x) - zp_in * n, multiplier, shift) + zp_out`,
+//!    clamped to int8.
+//!
+//! Older TFLite releases had three different arithmetics (a 4-D spatial special case, a
+//! truncating division when quantisation is unchanged, and a float path); the parity fixtures
+//! `mean_*` cover all three of those cases and match this single integer path bit-exactly.
 
 use crate::model::MAX_RANK;
-use crate::quant::{
-    is_positive_scale, multiply_by_quantized_multiplier, round_half_away, QuantizedMultiplier,
-};
-
-/// Which of TFLite's three int8 MEAN arithmetics applies.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum MeanPath {
-    /// Integer, fixed-point multiplier then rounded division (4-D, axes [1, 2], keep_dims).
-    Spatial4d(QuantizedMultiplier),
-    /// Same input and output quantisation: truncating integer division.
-    SameQuant,
-    /// Float requantisation: `scale = in/out` and `bias = -zp_in * scale`, both f32.
-    Float {
-        /// `in_scale / out_scale` in f32.
-        scale: f32,
-        /// `-zp_in * scale` in f32.
-        bias: f32,
-    },
-}
+use crate::quant::{is_positive_scale, multiply_by_quantized_multiplier, QuantizedMultiplier};
 
 /// Validated parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,8 +29,8 @@ pub struct MeanParams {
     pub input_zero_point: i32,
     /// Output zero point.
     pub output_zero_point: i32,
-    /// Arithmetic.
-    pub path: MeanPath,
+    /// Requantisation with `1 / count` folded in.
+    pub multiplier: QuantizedMultiplier,
 }
 
 /// Plain-number description of a MEAN.
@@ -125,22 +109,17 @@ pub fn prepare(spec: &MeanSpec) -> Result<MeanParams, &'static str> {
     if !is_positive_scale(spec.output_scale) || !is_positive_scale(spec.input_scale) {
         return Err("scales must be positive");
     }
-    let spatial = spec.keep_dims && rank == 4 && matches!(spec.axes, [1, 2] | [2, 1]);
-    let path = if spatial {
-        // reduce.cc PrepareMeanOrSum: QuantizeMultiplier(double(in_scale) / double(out_scale)).
-        count = dims[1] * dims[2];
-        MeanPath::Spatial4d(QuantizedMultiplier::from_f64(
-            spec.input_scale as f64 / spec.output_scale as f64,
-        ))
-    } else if input_zero_point == output_zero_point && spec.input_scale == spec.output_scale {
-        MeanPath::SameQuant
-    } else {
-        let scale = spec.input_scale / spec.output_scale;
-        MeanPath::Float {
-            scale,
-            bias: -(input_zero_point as f32) * scale,
-        }
-    };
+    let mut m = QuantizedMultiplier::from_f64(spec.input_scale as f64 / spec.output_scale as f64);
+    // Fold 1/count into the multiplier exactly as TFLite does (the shift keeps the mantissa in
+    // range; the clamps keep the final shift >= -31).
+    let log2 = 63 - (count as u64).leading_zeros() as i32;
+    let s = log2.min(32).min(31 + m.shift);
+    if s > 0 {
+        m.multiplier = (((m.multiplier as i64) << s) / count as i64) as i32;
+        m.shift -= s;
+    } else if s < 0 {
+        return Err("scale ratio too small to requantise");
+    }
     Ok(MeanParams {
         dims,
         rank,
@@ -148,7 +127,7 @@ pub fn prepare(spec: &MeanSpec) -> Result<MeanParams, &'static str> {
         count,
         input_zero_point,
         output_zero_point,
-        path,
+        multiplier: m,
     })
 }
 
@@ -196,27 +175,12 @@ pub fn eval(p: &MeanParams, input: &[i8], output: &mut [i8]) {
                 break;
             }
         }
-        let n = p.count.max(1) as i32;
-        let v: i32 = match p.path {
-            MeanPath::Spatial4d(m) => {
-                let acc = sum.wrapping_sub(p.input_zero_point.wrapping_mul(n));
-                let acc =
-                    multiply_by_quantized_multiplier(acc, m.multiplier, m.shift.clamp(-31, 30));
-                let acc = if acc > 0 {
-                    acc.saturating_add(n / 2) / n
-                } else {
-                    acc.saturating_sub(n / 2) / n
-                };
-                acc.saturating_add(p.output_zero_point).clamp(-128, 127)
-            }
-            MeanPath::SameQuant => (sum / n).clamp(-128, 127),
-            MeanPath::Float { scale, bias } => {
-                let mean = sum as f32 / p.count as f32;
-                let r = round_half_away((mean * scale + bias) as f64) as f32
-                    + p.output_zero_point as f32;
-                r.clamp(-128.0, 127.0) as i32
-            }
-        };
+        let n = p.count as i32;
+        let acc = sum.wrapping_sub(p.input_zero_point.wrapping_mul(n));
+        let m = p.multiplier;
+        let v = multiply_by_quantized_multiplier(acc, m.multiplier, m.shift.clamp(-31, 30))
+            .saturating_add(p.output_zero_point)
+            .clamp(-128, 127);
         if let Some(slot) = output.get_mut(o) {
             *slot = v as i8;
         }
@@ -245,40 +209,44 @@ mod tests {
     }
 
     #[test]
-    fn spatial_path_by_hand() {
-        // 1x2x2x2, channel 0 = [1, 2, 3, 5] (sum 11, zp 1 -> 7), channel 1 = [-4, -4, -4, -3].
+    fn folded_multiplier_by_hand() {
+        // Ratio 1.0 -> QuantizeMultiplier gives (2^30, 1); n = 10 -> s = 3,
+        // multiplier = 2^33 / 10 = 858993459, shift = -2.
+        let p = prepare(&spec(&[1, 10], &[1], false, &[1])).unwrap();
+        assert_eq!(
+            p.multiplier,
+            QuantizedMultiplier {
+                multiplier: 858_993_459,
+                shift: -2
+            }
+        );
+        // sum 134: high-mul gives 134 * 0.39999999991 = 53.6 -> 54, then 54 / 4 = 13.5 -> 14.
+        // (The true mean 13.4 rounds up: TFLite's double rounding, reproduced.)
+        let mut out = [0i8; 1];
+        eval(&p, &[13, 13, 13, 13, 14, 14, 14, 14, 13, 13], &mut out);
+        assert_eq!(out, [14]);
+    }
+
+    #[test]
+    fn spatial_mean_with_zero_points_by_hand() {
+        // 1x2x2x2, ratio 2 (QuantizeMultiplier(2.0) = (2^30, 2)), n = 4 -> s = 2,
+        // multiplier = 2^32 / 4 = 2^30, shift = 0: result = round(acc / 2) via the high-mul.
         let mut s = spec(&[1, 2, 2, 2], &[1, 2], true, &[1, 1, 1, 2]);
         s.input_zero_point = 1;
-        s.output_scale = 0.5; // ratio 2
+        s.output_scale = 0.5;
         let p = prepare(&s).unwrap();
-        assert!(matches!(p.path, MeanPath::Spatial4d(_)));
+        assert_eq!(
+            p.multiplier,
+            QuantizedMultiplier {
+                multiplier: 1 << 30,
+                shift: 0
+            }
+        );
         let mut out = [0i8; 2];
         eval(&p, &[1, -4, 2, -4, 3, -4, 5, -3], &mut out);
-        // ch0: (11 - 4) * 2 = 14, 14/4 = 3.5 -> (14 + 2) / 4 = 4
-        // ch1: (-15 - 4) * 2 = -38, (-38 - 2) / 4 = -10
-        assert_eq!(out, [4, -10]);
-    }
-
-    #[test]
-    fn same_quant_path_truncates() {
-        // No keep_dims: not the spatial path; equal quantisation: truncating division.
-        let p = prepare(&spec(&[1, 2, 2, 1], &[1, 2], false, &[1, 1])).unwrap();
-        assert_eq!(p.path, MeanPath::SameQuant);
-        let mut out = [0i8; 1];
-        eval(&p, &[-1, -2, -2, -2], &mut out); // -7 / 4 = -1.75 -> -1
-        assert_eq!(out, [-1]);
-    }
-
-    #[test]
-    fn float_path_by_hand() {
-        let mut s = spec(&[2, 3], &[-1], false, &[2]);
-        s.input_zero_point = 2;
-        s.output_scale = 2.0; // scale 0.5, bias -1
-        let p = prepare(&s).unwrap();
-        let mut out = [0i8; 2];
-        eval(&p, &[1, 2, 4, -3, -3, -4], &mut out);
-        // row0: mean 7/3 * 0.5 - 1 = 0.1667 -> 0 ; row1: -10/3 * 0.5 - 1 = -2.667 -> -3
-        assert_eq!(out, [0, -3]);
+        // ch0: 11 - 4 = 7 -> 3.5 -> 4 ; ch1: -15 - 4 = -19 -> -9.5 -> -9 (negative halves go
+        // toward zero in SaturatingRoundingDoublingHighMul)
+        assert_eq!(out, [4, -9]);
     }
 
     #[test]
