@@ -20,6 +20,9 @@ from ai_edge_litert import schema_py_generated as S
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 OUT_DIR = os.path.join("runtime", "tests", "fixtures", "core")
+# Models kdruntime must reject with a precise error (no reference outputs: TFLite itself is not
+# asked about them; the expected errors are stated in runtime/tests/errors.rs).
+INVALID_DIR = os.path.join("runtime", "tests", "fixtures", "core_invalid")
 
 
 class Builder:
@@ -305,6 +308,49 @@ def pipeline_model(rng, name):
     write(name, b.finish([img], [out]), xs)
 
 
+def invalid_models(rng):
+    os.makedirs(INVALID_DIR, exist_ok=True)
+    for f in os.listdir(INVALID_DIR):
+        os.remove(os.path.join(INVALID_DIR, f))
+
+    def save(name, model):
+        with open(os.path.join(INVALID_DIR, name + ".tflite"), "wb") as f:
+            f.write(model)
+
+    # Operator 1 is TANH (opcode 28, version 2): not implemented by kdruntime.
+    b = Builder()
+    x = b.tensor("x", [1, 4], S.TensorType.INT8, 0.1, 0)
+    y = b.tensor("y", [1, 4], S.TensorType.INT8, 0.1, 0)
+    z = b.tensor("z", [1, 4], S.TensorType.INT8, 0.1, 0)
+    b.op(S.BuiltinOperator.RESHAPE, [x], [y])
+    b.op(S.BuiltinOperator.TANH, [y], [z])
+    m = b.finish([x], [z])
+    model = S.ModelT.InitFromPackedBuf(m, 0)
+    model.operatorCodes[1].version = 2
+    fb = flatbuffers.Builder(1024)
+    fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
+    save("unsupported_tanh", bytes(fb.Output()))
+
+    # CONV_2D whose bias has 3 entries for 4 output channels.
+    b = Builder()
+    x = b.tensor("x", [1, 3, 3, 2], S.TensorType.INT8, 0.1, 0)
+    w = b.tensor("w", [4, 1, 1, 2], S.TensorType.INT8, 0.1, 0, np.ones((4, 1, 1, 2), np.int8))
+    bias = b.tensor("bias", [3], S.TensorType.INT32, 0.01, 0, np.zeros(3, np.int32))
+    y = b.tensor("y", [1, 3, 3, 4], S.TensorType.INT8, 0.1, 0)
+    b.op(S.BuiltinOperator.CONV_2D, [x, w, bias], [y], S.BuiltinOptions.Conv2DOptions,
+         conv_options(S.Padding.SAME, (1, 1), (1, 1), S.ActivationFunctionType.NONE))
+    save("conv_bias_length", b.finish([x], [y]))
+
+    # Tensor 1 ("weights") declares [4, 8] int8 but its buffer holds 31 bytes.
+    b = Builder()
+    x = b.tensor("x", [1, 8], S.TensorType.INT8, 0.1, 0)
+    w = b.tensor("weights", [4, 8], S.TensorType.INT8, 0.1, 0, np.ones(31, np.int8))
+    y = b.tensor("y", [1, 4], S.TensorType.INT8, 0.1, 0)
+    b.op(S.BuiltinOperator.FULLY_CONNECTED, [x, w, -1], [y], S.BuiltinOptions.FullyConnectedOptions,
+         S.FullyConnectedOptionsT())
+    save("weights_size", b.finish([x], [y]))
+
+
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
     for f in os.listdir(OUT_DIR):
@@ -337,6 +383,7 @@ def main():
     mean_model(rng, "mean_negaxes_keep_float", (1, 6, 5, 12), [-3, -2], True, False)
     mean_model(rng, "mean_lastaxis_same", (4, 9, 10), [-1], False, True)
     pipeline_model(rng, "pipeline_u8_classifier")
+    invalid_models(rng)
     total = sum(os.path.getsize(os.path.join(OUT_DIR, f)) for f in os.listdir(OUT_DIR))
     print(f"total fixture bytes: {total}")
     if total > 100_000:

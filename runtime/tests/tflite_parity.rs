@@ -146,3 +146,67 @@ fn fc_ties_fixture_rejects_fixed_point_requantisation() {
     println!("fixed-point double rounding differs in {double_bad}/{compared}, single rounding in {single_bad}/{compared}");
     assert!(double_bad > 0 && single_bad > 0);
 }
+
+/// CONV_2D uses the fixed-point multiplier with double rounding; the conv ties fixture must be
+/// able to show that FC's real-scale rounding, or single rounding, would be wrong for it.
+#[test]
+fn conv_ties_fixture_rejects_other_requantisations() {
+    use kdruntime::kernels::fully_connected::requantize_real;
+    use kdruntime::quant::multiply_by_quantized_multiplier_single_rounding;
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "conv_ties_pow2")
+        .unwrap();
+    let model = Model::from_bytes(&f.model).unwrap();
+    let op = model.operator(0).unwrap();
+    let t = |i: usize| model.tensor(op.input(i).unwrap()).unwrap();
+    let (input, filter, bias) = (t(0), t(1), t(2));
+    let output = model.tensor(op.output(0).unwrap()).unwrap();
+    let [oc_n, kh, kw, ic_n] = [0, 1, 2, 3].map(|d| filter.shape.dim(d));
+    let (h, w) = (input.shape.dim(1), input.shape.dim(2));
+    assert_eq!((kh, kw, output.shape.dim(1)), (3, 3, h)); // SAME, stride 1: pad 1
+    let scale = input.scale() as f64 * filter.scale() as f64 / output.scale() as f64;
+    let wt = filter.data.unwrap();
+    let b = bias.data.unwrap();
+    let (mut mult, mut shift) = ([0], [0]);
+    kdruntime::kernels::conv::populate_multipliers(
+        input.scale(),
+        filter.quant.scales(),
+        output.scale(),
+        &mut mult,
+        &mut shift,
+    )
+    .unwrap();
+    let (mut bad, mut single_bad, mut compared) = (0, 0, 0);
+    for (x, expected) in &f.samples {
+        for oy in 0..h {
+            for ox in 0..w {
+                for oc in 0..oc_n {
+                    let mut acc = i32::from_le_bytes(b[4 * oc..4 * oc + 4].try_into().unwrap());
+                    for fy in 0..3 {
+                        for fx in 0..3 {
+                            let (iy, ix) = ((oy + fy) as isize - 1, (ox + fx) as isize - 1);
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            for ic in 0..ic_n {
+                                let xv =
+                                    x[((iy as usize) * w + ix as usize) * ic_n + ic] as i8 as i32;
+                                let wv = wt[((oc * 3 + fy) * 3 + fx) * ic_n + ic] as i8 as i32;
+                                acc += xv * wv; // zero points are 0
+                            }
+                        }
+                    }
+                    let e = expected[(oy * w + ox) * oc_n + oc] as i8 as i32;
+                    bad += usize::from(requantize_real(acc, scale).clamp(-128, 127) != e);
+                    let single =
+                        multiply_by_quantized_multiplier_single_rounding(acc, mult[0], shift[0]);
+                    single_bad += usize::from(single.clamp(-128, 127) != e);
+                    compared += 1;
+                }
+            }
+        }
+    }
+    println!("real-scale rounding differs from TFLite's CONV_2D in {bad}/{compared}, single rounding in {single_bad}");
+    assert!(bad > 0 && single_bad > 0);
+}
