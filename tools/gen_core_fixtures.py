@@ -308,6 +308,37 @@ def pipeline_model(rng, name):
     write(name, b.finish([img], [out]), xs)
 
 
+def external_buffer_model(rng, name):
+    """FULLY_CONNECTED whose weights and bias live after the flatbuffer, referenced by
+    Buffer.offset/size (the layout converters use for models above 2 GB)."""
+    w = rng.integers(-127, 128, size=(6, 16), dtype=np.int8)
+    bias = rng.integers(-500, 500, size=6, dtype=np.int32)
+    b = Builder()
+    x = b.tensor("input", [1, 16], S.TensorType.INT8, 0.02, 3)
+    wt = b.tensor("weights", [6, 16], S.TensorType.INT8, 0.01, 0, w)
+    bt = b.tensor("bias", [6], S.TensorType.INT32, 0.0002, 0, bias)
+    y = b.tensor("output", [1, 6], S.TensorType.INT8, 0.05, -2)
+    b.op(S.BuiltinOperator.FULLY_CONNECTED, [x, wt, bt], [y], S.BuiltinOptions.FullyConnectedOptions,
+         S.FullyConnectedOptionsT())
+    payloads = []
+    for i in (1, 2):
+        payloads.append(bytes(b.buffers[i].data))
+        b.buffers[i].data = None
+    # Offsets depend on the flatbuffer's size: pack once with placeholders, then for real.
+    for _ in range(2):
+        fb_len = len(b.finish([x], [y]))
+        at = (fb_len + 15) // 16 * 16
+        blob = b""
+        for i, p in zip((1, 2), payloads):
+            b.buffers[i].offset = at + len(blob)
+            b.buffers[i].size = len(p)
+            blob += p + b"\0" * (-len(p) % 16)
+    model = b.finish([x], [y])
+    assert len(model) == fb_len
+    model = model + b"\0" * (at - len(model)) + blob
+    write(name, model, rand_i8(rng, (1, 16), 3))
+
+
 def invalid_models(rng):
     os.makedirs(INVALID_DIR, exist_ok=True)
     for f in os.listdir(INVALID_DIR):
@@ -383,8 +414,9 @@ def main():
     mean_model(rng, "mean_negaxes_keep_float", (1, 6, 5, 12), [-3, -2], True, False)
     mean_model(rng, "mean_lastaxis_same", (4, 9, 10), [-1], False, True)
     pipeline_model(rng, "pipeline_u8_classifier")
+    external_buffer_model(rng, "fc_external_buffers")
     invalid_models(rng)
-    total = sum(os.path.getsize(os.path.join(OUT_DIR, f)) for f in os.listdir(OUT_DIR))
+    total = sum(os.path.getsize(os.path.join(d, f)) for d in (OUT_DIR, INVALID_DIR) for f in os.listdir(d))
     print(f"total fixture bytes: {total}")
     if total > 100_000:
         sys.exit("fixtures exceed the 100 KB budget")

@@ -6,8 +6,18 @@
 //! ```
 //!
 //! (each part 16-byte aligned). Op blobs hold per-channel data computed once at init (CONV_2D's
-//! fixed-point multipliers and shifts, FULLY_CONNECTED's real scales). Scalar kernel parameters are re-derived from
-//! the model at each invoke (cheap, and keeps the arena small).
+//! fixed-point multipliers and shifts, FULLY_CONNECTED's real scales). Scalar kernel parameters
+//! are re-derived from the model at each invoke (cheap, and keeps the arena small).
+//!
+//! Adding an operator (e.g. one of `kernels::<op>` with `prepare`/`eval`):
+//! 1. a `Bound` variant holding its validated params and the `TensorInfo`s it reads and writes;
+//! 2. a `bind` match arm: check types/quantisation, read the options table, call
+//!    `kern(op, <op>::prepare(...))` (the `&'static str` reason becomes `InvalidOperator` with
+//!    the operator's index, opcode and version);
+//! 3. a `run` match arm: `self.location(..)` for each tensor, `self.split()`, then
+//!    `io(acts, base, [in0, in1, ...], out)` yields the N input slices (shared; constants come
+//!    from the model) and the output slice (exclusive), and the kernel's `eval` is called;
+//! 4. if it needs per-channel data, a size in `Bound::blob_bytes` and a fill in `init_blob`.
 
 use crate::bytes::{
     as_f64, as_f64_mut, as_i32, as_i32_mut, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u32_word,
@@ -68,7 +78,8 @@ fn layout(model: &Model, recs: &mut [u32]) -> Result<Layout> {
 impl<'a> Model<'a> {
     /// Arena bytes `Interpreter::new` needs for this model (includes up to 15 bytes to align the
     /// caller's buffer, so any buffer of this size works). Validates every operator on the way.
-    /// Uses a stack scratch of `16 * MAX_PLANNED_TENSORS` bytes.
+    /// Plans with a stack scratch of `16 * MAX_PLANNED_TENSORS` bytes; on small stacks use
+    /// [`Model::arena_size_with_scratch`].
     pub fn arena_size(&self) -> Result<usize> {
         let n = self.num_tensors();
         if n > MAX_PLANNED_TENSORS {
@@ -78,7 +89,13 @@ impl<'a> Model<'a> {
             });
         }
         let mut scratch = [0u32; MAX_PLANNED_TENSORS * WORDS_PER_TENSOR];
-        layout(self, &mut scratch)?.total().ok_or_else(overflow)
+        self.arena_size_with_scratch(&mut scratch)
+    }
+
+    /// [`Model::arena_size`] with caller-provided planner scratch of at least
+    /// `WORDS_PER_TENSOR * num_tensors()` words (no size limit, no stack use).
+    pub fn arena_size_with_scratch(&self, scratch: &mut [u32]) -> Result<usize> {
+        layout(self, scratch)?.total().ok_or_else(overflow)
     }
 }
 

@@ -18,6 +18,8 @@ fn too_small_arena_reports_needed_size() {
         let bytes = fixture(name);
         let model = Model::from_bytes(&bytes).unwrap();
         let need = model.arena_size().unwrap();
+        let mut scratch = vec![0u32; model.num_tensors() * WORDS_PER_TENSOR];
+        assert_eq!(model.arena_size_with_scratch(&mut scratch).unwrap(), need);
         for given in [0, 1, 64, need / 2, need - 1] {
             let mut arena = vec![0u8; given];
             match Interpreter::new(&model, &mut arena) {
