@@ -362,6 +362,15 @@ def invalid_models(rng):
     fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
     save("unsupported_tanh", bytes(fb.Output()))
 
+    # Operator 0 reads "y", which only operator 1 writes.
+    b = Builder()
+    x = b.tensor("x", [1, 4], S.TensorType.INT8, 0.1, 0)
+    y = b.tensor("y", [1, 4], S.TensorType.INT8, 0.1, 0)
+    z = b.tensor("z", [1, 4], S.TensorType.INT8, 0.1, 0)
+    b.op(S.BuiltinOperator.RESHAPE, [y], [z])
+    b.op(S.BuiltinOperator.RESHAPE, [x], [y])
+    save("read_before_write", b.finish([x], [z]))
+
     # CONV_2D whose bias has 3 entries for 4 output channels.
     b = Builder()
     x = b.tensor("x", [1, 3, 3, 2], S.TensorType.INT8, 0.1, 0)
@@ -399,7 +408,7 @@ def main():
     fc_model(rng, "fc_pc_bias_relu", (4, 48), 40, True, False, A.RELU, True, n_samples=4)
     fc_model(rng, "fc_pt_nobias_keepdims", (2, 3, 40), 24, False, True, A.NONE, False, n_samples=4)
     fc_model(rng, "fc_pc_flatten", (1, 4, 4, 8), 30, True, False, A.RELU6, True, n_samples=4)
-    fc_model(rng, "fc_pt_wide", (16, 96), 64, False, False, A.NONE, True, n_samples=3)
+    fc_model(rng, "fc_pt_wide", (16, 96), 64, False, False, A.NONE, True, n_samples=2)
     ties_model(rng, "fc_ties_pow2", "fc")
     ties_model(rng, "conv_ties_pow2", "conv")
     quantize_model(rng, "quantize_u8_i8_shift", S.TensorType.UINT8, 1 / 255, 128, 1 / 255, 0, (1, 16, 16, 3))

@@ -34,6 +34,37 @@ fn arena_bytes(model: &Model, t: usize) -> Result<usize> {
     })
 }
 
+/// Every non-constant tensor an operator reads must be a graph input or an earlier operator's
+/// output; otherwise it would be read uninitialised. (Quadratic in operators, no scratch.)
+fn check_written_before_read(model: &Model) -> Result<()> {
+    let is_graph_input = |t: usize| -> Result<bool> {
+        for k in 0..model.num_inputs() {
+            if model.input_tensor_index(k)? == t {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    for i in 0..model.num_operators() {
+        let op = model.operator(i)?;
+        'inputs: for k in 0..op.inputs.len() {
+            let Some(t) = op.input(k) else { continue };
+            let info = model.tensor(t)?;
+            if info.data.is_some() || is_graph_input(t)? {
+                continue;
+            }
+            for j in 0..i {
+                let earlier = model.operator(j)?;
+                if (0..earlier.outputs.len()).any(|o| earlier.output(o) == Some(t)) {
+                    continue 'inputs;
+                }
+            }
+            return Err(info.error("read by an operator before any operator writes it"));
+        }
+    }
+    Ok(())
+}
+
 /// Plans subgraph 0 into `recs` (`WORDS_PER_TENSOR` words per tensor: offset within the
 /// activation region or `NONE`, first op, last op, aligned size). Returns the activation region's size.
 pub fn plan(model: &Model, recs: &mut [u32]) -> Result<usize> {
@@ -75,6 +106,7 @@ pub fn plan(model: &Model, recs: &mut [u32]) -> Result<usize> {
             }
         }
     }
+    check_written_before_read(model)?;
     for i in 0..model.num_outputs() {
         // Graph outputs must survive the last operator.
         touch(recs, model.output_tensor_index(i)?, n_ops)?;

@@ -102,3 +102,14 @@ fn io_indices_are_checked() {
     assert_eq!(std::str::from_utf8(info.name).unwrap(), "input");
     assert!(info.scale() > 0.0);
 }
+
+#[test]
+fn tensors_read_before_written_are_rejected() {
+    // Operator 0 reads "y", which only operator 1 writes.
+    let bytes = read("core_invalid", "read_before_write");
+    let model = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        model.arena_size().unwrap_err().to_string(),
+        "tensor 1 (\"y\"): read by an operator before any operator writes it"
+    );
+}
