@@ -9,6 +9,21 @@
 //! fixed-point multipliers and shifts, FULLY_CONNECTED's real scales). Scalar kernel parameters
 //! are re-derived from the model at each invoke (cheap, and keeps the arena small).
 //!
+//! ```
+//! # fn main() -> Result<(), kdruntime::Error> {
+//! let bytes = include_bytes!("../tests/fixtures/core/fc_pt_bias.tflite");
+//! let model = kdruntime::Model::from_bytes(bytes)?; // zero-copy, fully validated
+//! let mut arena = vec![0u8; model.arena_size()?]; // in no_std: a static buffer
+//! let mut interp = kdruntime::Interpreter::new(&model, &mut arena)?;
+//! let info = interp.input_info(0)?;
+//! assert_eq!((info.shape.dims(), info.dtype), (&[1, 64][..], kdruntime::DType::Int8));
+//! interp.input_mut(0)?.fill(0);
+//! interp.invoke()?;
+//! assert_eq!(interp.output(0)?.len(), 32); // raw int8 bytes
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Adding an operator (e.g. one of `kernels::<op>` with `prepare`/`eval`):
 //! 1. a `Bound` variant holding its validated params and the `TensorInfo`s it reads and writes;
 //! 2. a `bind` match arm: check types/quantisation, read the options table, call
