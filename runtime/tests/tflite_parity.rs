@@ -13,8 +13,17 @@ struct Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/core");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let fixtures = load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/core"));
+    assert!(
+        fixtures.len() >= 20,
+        "expected the generated fixtures, found {}",
+        fixtures.len()
+    );
+    fixtures
+}
+
+fn load_dir(dir: &Path) -> Vec<Fixture> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixture dir (run tools/gen_core_fixtures.py)")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "tflite"))
@@ -209,4 +218,25 @@ fn conv_ties_fixture_rejects_other_requantisations() {
     }
     println!("real-scale rounding differs from TFLite's CONV_2D in {bad}/{compared}, single rounding in {single_bad}");
     assert!(bad > 0 && single_bad > 0);
+}
+
+/// A larger random sweep generated on demand (`tools/gen_core_fixtures.py --sweep DIR N`), not
+/// committed; run with `KDRUNTIME_SWEEP_DIR=DIR cargo test --test tflite_parity -- --ignored`.
+#[test]
+#[ignore = "needs a generated sweep directory"]
+fn parity_sweep() {
+    let dir = std::env::var("KDRUNTIME_SWEEP_DIR").expect("KDRUNTIME_SWEEP_DIR");
+    let (mut models, mut total) = (0, 0);
+    for f in load_dir(Path::new(&dir)) {
+        let (compared, bad) = run(&f);
+        assert_eq!(
+            bad, 0,
+            "{} differs from TFLite in {bad}/{compared} values",
+            f.name
+        );
+        models += 1;
+        total += compared;
+    }
+    println!("sweep: {models} models, {total} values, all bit-exact");
+    assert!(models > 0);
 }
