@@ -9,6 +9,9 @@
 
 #[cfg(feature = "writer")]
 extern crate alloc;
+// Unit tests use std (formatting, vectors) even when the crate itself is built no_std.
+#[cfg(test)]
+extern crate std;
 
 mod bytes;
 pub mod error;

@@ -192,6 +192,10 @@ impl<'a> TensorInfo<'a> {
     pub fn zero_point(&self) -> i64 {
         self.quant.zero_point(0)
     }
+    /// The name as UTF-8, when it is valid UTF-8.
+    pub fn name_str(&self) -> Option<&'a str> {
+        core::str::from_utf8(self.name).ok()
+    }
     /// The name as an error-friendly copy.
     pub fn error_name(&self) -> TensorName {
         TensorName::new(self.name)

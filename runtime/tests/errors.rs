@@ -99,7 +99,7 @@ fn io_indices_are_checked() {
     let info = interp.input_info(0).unwrap();
     assert_eq!(info.shape.dims(), &[1, 64]);
     assert_eq!(info.dtype, kdruntime::DType::Int8);
-    assert_eq!(std::str::from_utf8(info.name).unwrap(), "input");
+    assert_eq!(info.name_str(), Some("input"));
     assert!(info.scale() > 0.0);
 }
 

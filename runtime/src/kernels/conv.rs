@@ -308,7 +308,7 @@ mod tests {
         let (mut m, mut sh) = ([0; 2], [0; 2]);
         // input 0.5 * filter 1.0 / output 1.0 = 0.5
         populate_multipliers(0.5, [1.0f32].into_iter(), 1.0, &mut m, &mut sh).unwrap();
-        let bias: Vec<u8> = [10i32, 0].iter().flat_map(|b| b.to_le_bytes()).collect();
+        let bias: std::vec::Vec<u8> = [10i32, 0].iter().flat_map(|b| b.to_le_bytes()).collect();
         let mut out = [0i8; 2];
         eval(&p, &m, &sh, &[3, -4], &[1, 2, -1, 1], Some(&bias), &mut out);
         // ch0: 1*(3+1) + 2*(-4+1) + 10 = 8 -> *0.5 = 4 -> +2 = 6

@@ -185,7 +185,7 @@ mod tests {
         // 0.5 * [1.0, 0.25] / 1.0
         populate_scales(0.5, [1.0f32, 0.25].into_iter(), 1.0, &mut sc).unwrap();
         assert_eq!(sc, [0.5, 0.125]);
-        let bias: Vec<u8> = [4i32, -8].iter().flat_map(|b| b.to_le_bytes()).collect();
+        let bias: std::vec::Vec<u8> = [4i32, -8].iter().flat_map(|b| b.to_le_bytes()).collect();
         let mut out = [0i8; 2];
         // x - zp = [2, -1, 4]
         eval(

@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn affine_by_hand() {
         let p = prepare_affine(Int8Kind::Signed, 0.5, 1).unwrap();
-        let input: Vec<u8> = [1.25f32, -0.25, 1000.0]
+        let input: std::vec::Vec<u8> = [1.25f32, -0.25, 1000.0]
             .iter()
             .flat_map(|f| f.to_le_bytes())
             .collect();
