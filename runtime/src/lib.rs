@@ -9,9 +9,21 @@
 
 #[cfg(feature = "writer")]
 extern crate alloc;
+// Unit tests use std (formatting, vectors) even when the crate itself is built no_std.
+#[cfg(test)]
+extern crate std;
 
+mod bytes;
+pub mod error;
+pub mod interpreter;
 pub mod kernels;
 pub mod letterbox;
+pub mod model;
+pub mod plan;
 pub mod postprocess;
 pub mod quant;
 pub mod tflite;
+
+pub use error::{Error, Result};
+pub use interpreter::Interpreter;
+pub use model::{DType, Model, OperatorInfo, Shape, TensorInfo};

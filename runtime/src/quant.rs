@@ -106,6 +106,56 @@ pub fn round_half_away(x: f64) -> f64 {
     }
 }
 
+/// True for a usable quantisation scale: finite and strictly positive (NaN is rejected).
+#[inline]
+pub fn is_positive_scale(scale: f32) -> bool {
+    scale.is_finite() && scale > 0.0
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplier` as built with `TFLITE_SINGLE_ROUNDING`: one 64-bit
+/// product and a single round-half-up shift (`shift` in -31..=30).
+#[inline]
+pub fn multiply_by_quantized_multiplier_single_rounding(
+    x: i32,
+    multiplier: i32,
+    shift: i32,
+) -> i32 {
+    let total_shift = (31 - shift).clamp(1, 62);
+    let round = 1i64 << (total_shift - 1);
+    let result = (x as i64 * multiplier as i64 + round) >> total_shift;
+    result.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// TFLite's `CalculateActivationRangeQuantized` for a fused activation (schema enum value):
+/// the clamp bounds in the output's quantised domain `[qmin, qmax]`. `None` for activations
+/// that have no quantised range (TANH, SIGN_BIT, unknown values).
+pub fn activation_range_quantized(
+    activation: i8,
+    scale: f32,
+    zero_point: i32,
+    qmin: i32,
+    qmax: i32,
+) -> Option<(i32, i32)> {
+    use crate::tflite::schema::activation as a;
+    // TFLite quantises the bound as zero_point + (int)round(f / scale), in float.
+    let q = |f: f32| -> i32 {
+        let v = round_half_away((f / scale) as f64);
+        let v = if v.is_finite() {
+            v.clamp(i32::MIN as f64, i32::MAX as f64)
+        } else {
+            0.0
+        };
+        zero_point.saturating_add(v as i32)
+    };
+    match activation {
+        a::NONE => Some((qmin, qmax)),
+        a::RELU => Some((qmin.max(q(0.0)), qmax)),
+        a::RELU6 => Some((qmin.max(q(0.0)), qmax.min(q(6.0)))),
+        a::RELU_N1_TO_1 => Some((qmin.max(q(-1.0)), qmax.min(q(1.0)))),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +239,48 @@ mod tests {
             // Scale in two steps so subnormal inputs do not underflow the check.
             assert_eq!(m * 2f64.powi(e + 60) * 2f64.powi(-60), x);
         }
+    }
+
+    #[test]
+    fn single_rounding_hand_values() {
+        // 10 * 0.25 = 2.5 -> 3 (half up); -10 * 0.25 = -2.5 -> -2 (half up, unlike double rounding)
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(10, 1 << 30, -1),
+            3
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(-10, 1 << 30, -1),
+            -2
+        );
+        assert_eq!(multiply_by_quantized_multiplier(-10, 1 << 30, -1), -3);
+        // 100 * 3.0 = 300
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(100, 3 << 29, 2),
+            300
+        );
+    }
+
+    #[test]
+    fn activation_ranges_by_hand() {
+        use crate::tflite::schema::activation as a;
+        assert_eq!(
+            activation_range_quantized(a::NONE, 0.1, 5, -128, 127),
+            Some((-128, 127))
+        );
+        assert_eq!(
+            activation_range_quantized(a::RELU, 0.1, 5, -128, 127),
+            Some((5, 127))
+        );
+        // 6 / 0.1 = 60 -> 65
+        assert_eq!(
+            activation_range_quantized(a::RELU6, 0.1, 5, -128, 127),
+            Some((5, 65))
+        );
+        // 6 / 0.01 = 600 -> clamped to 127
+        assert_eq!(
+            activation_range_quantized(a::RELU6, 0.01, -128, -128, 127),
+            Some((-128, 127))
+        );
+        assert_eq!(activation_range_quantized(a::TANH, 0.1, 0, -128, 127), None);
     }
 }

@@ -1,0 +1,68 @@
+//! `Interpreter::new`, `input_mut`, `invoke` and `output` must not touch the heap: a counting
+//! global allocator sees zero allocations between model load and the output read.
+//! (Only one test lives in this binary so no parallel test thread allocates meanwhile.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn init_and_invoke_allocate_nothing() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/core/");
+    // The pipeline runs every core kernel; the conv and FC fixtures add per-channel blobs.
+    for name in [
+        "pipeline_u8_classifier",
+        "conv_same_s2_pc_relu6",
+        "fc_pc_bias_relu",
+        "mean_lastaxis_same",
+    ] {
+        let bytes = std::fs::read(format!("{dir}{name}.tflite")).unwrap();
+        let input = vec![7u8; 1 << 16];
+        let model = kdruntime::Model::from_bytes(&bytes).unwrap();
+        let mut arena = vec![0u8; model.arena_size().unwrap()];
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let checksum = {
+            let mut interp = kdruntime::Interpreter::new(&model, &mut arena).unwrap();
+            let dst = interp.input_mut(0).unwrap();
+            let n = dst.len();
+            dst.copy_from_slice(&input[..n]);
+            interp.invoke().unwrap();
+            interp.invoke().unwrap();
+            interp
+                .output(0)
+                .unwrap()
+                .iter()
+                .map(|&b| b as u64)
+                .sum::<u64>()
+        };
+        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        assert_eq!(
+            after - before,
+            0,
+            "{name}: {} allocations during init/invoke",
+            after - before
+        );
+        // Use the result so the work cannot be optimised away.
+        assert!(checksum < u64::MAX);
+    }
+}
