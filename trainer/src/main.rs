@@ -144,21 +144,31 @@ fn run() -> Result<ExitCode> {
         Command::Data { command } => return run_data(command),
         Command::Config { config } => {
             let cfg = kdtrainer::config::Config::load(&config)?;
-            println!("{}: valid\n{cfg:#?}", config.display());
+            emit(&format!("{}: valid\n{cfg:#?}\n", config.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`kdtrain ... | head`) ends output quietly instead of panicking.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn run_data(command: DataCommand) -> Result<ExitCode> {
     match command {
         DataCommand::Validate { dir, mode, json } => {
             let report = data::validate::validate(&dir, mode.into())?;
-            if json {
-                println!("{}", report.to_json());
+            emit(&if json {
+                report.to_json() + "\n"
             } else {
-                print!("{}", report.to_text());
-            }
+                report.to_text()
+            })?;
             if !report.valid {
                 return Ok(ExitCode::FAILURE);
             }
@@ -166,11 +176,11 @@ fn run_data(command: DataCommand) -> Result<ExitCode> {
         DataCommand::Stats { dir, mode, json } => {
             let ds = data::Dataset::load(&dir, mode.into())?;
             let stats = data::stats::compute(&ds);
-            if json {
-                println!("{}", stats.to_json());
+            emit(&if json {
+                stats.to_json() + "\n"
             } else {
-                print!("{}", stats.to_text());
-            }
+                stats.to_text()
+            })?;
         }
         DataCommand::Import {
             source,
@@ -198,13 +208,13 @@ fn run_data(command: DataCommand) -> Result<ExitCode> {
                     },
                 )?,
             };
-            println!(
-                "{}: train {} / val {} / test {} images",
+            emit(&format!(
+                "{}: train {} / val {} / test {} images\n",
                 out.display(),
                 counts[0],
                 counts[1],
                 counts[2]
-            );
+            ))?;
         }
     }
     Ok(ExitCode::SUCCESS)

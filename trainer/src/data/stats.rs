@@ -166,7 +166,7 @@ impl Stats {
             .map(|c| c.chars().count())
             .max()
             .unwrap_or(0)
-            .max(18);
+            .max(22);
         let _ = write!(s, "{:width$}", "");
         for (name, _) in &cols {
             let _ = write!(s, " {name:>9}");

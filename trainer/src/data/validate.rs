@@ -1,8 +1,8 @@
 //! Full validation of a data set: lists parse, every image exists and decodes, no image leaks
-//! between splits (by name or by content), plus the [`stats`](super::stats) report.
+//! between splits (by name or by content), plus the [`stats`] report.
 //!
 //! Errors (the data set is unusable until they are fixed), each naming list file and line:
-//! - any list error (see [`list`](super::list)), a missing or unreadable list file;
+//! - any list error (see [`list`]), a missing or unreadable list file;
 //! - an image that is missing, unreadable, or does not decode (JPEG, PNG, BMP, PPM/PGM);
 //! - the same image name in two splits;
 //! - two different image files with identical bytes (SHA-256) in two different splits.
@@ -108,7 +108,12 @@ pub fn validate(root: &Path, mode: ModeChoice) -> Result<Report> {
     for ((split, e), res) in all.iter().zip(&checked) {
         let split = *split;
         match res {
-            Err(why) => errors.push(format!("{}: image {:?} {why}", at(split, e.line), e.image)),
+            Err(why) => errors.push(format!(
+                "{}: image {:?} {}",
+                at(split, e.line),
+                e.image,
+                why.trim_end()
+            )),
             Ok(c) => {
                 images_checked += 1;
                 *image_sizes

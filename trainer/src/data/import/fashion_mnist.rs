@@ -14,7 +14,9 @@ use super::idx::Idx;
 use super::{carve, read_gz, DatasetWriter, SplitMix64};
 use crate::data::Split;
 
-/// Class names by Fashion-MNIST label value, made safe for the list format.
+/// Class names by Fashion-MNIST label value, made safe for the list format. Note that the data
+/// set's output order is the sorted vocabulary (`Ankle_boot`, `Bag`, `Coat`, ...), not this
+/// label-value order.
 pub const CLASSES: [&str; 10] = [
     "T-shirt_top",
     "Trouser",
