@@ -2,7 +2,7 @@
 //! between splits (by name or by content), plus the [`stats`] report.
 //!
 //! Errors (the data set is unusable until they are fixed), each naming list file and line:
-//! - any list error (see [`list`]), a missing or unreadable list file;
+//! - any list error (see [`list`](super::list)), a missing or unreadable list file;
 //! - an image that is missing, unreadable, or does not decode (JPEG, PNG, BMP, PPM/PGM);
 //! - the same image name in two splits;
 //! - two different image files with identical bytes (SHA-256) in two different splits.
