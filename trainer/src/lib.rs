@@ -1,4 +1,6 @@
 //! kdtrainer: the training side of kdedge (teachers, distillation, QAT, integer export) on tch.
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod data;
 pub mod device;

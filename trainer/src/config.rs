@@ -1,0 +1,285 @@
+//! Training configuration: `kdtrain ... --config configs/default.yaml`.
+//!
+//! The YAML schema (every key documented in `configs/default.yaml`):
+//!
+//! ```yaml
+//! seed: 42
+//! num_classes: 10
+//! mode: auto                # auto | multi-class | multi-label (optional, default auto)
+//! teacher: { input_size: 64 }
+//! student: { input_size: 32 }
+//! batch_size: 128
+//! epochs_head: 3
+//! epochs_finetune: 12
+//! lr_head: 0.003
+//! lr_finetune: 0.001
+//! dropout: 0.2
+//! distillation: { kd_alpha: 0.7, temperature: 4.0 }   # `alpha` is accepted for `kd_alpha`
+//! qat: { epochs: 3, lr: 0.0001 }
+//! augmentation: { hflip: true, vflip: false, rotation_deg: 10.0, translate: 0.1,
+//!                 scale_min: 0.9, scale_max: 1.1, brightness: 0.1, contrast: 0.1 }
+//! threshold_search: { grid: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }
+//! ```
+//!
+//! Every key is required except `mode`; an unknown key is an error (serde's
+//! `deny_unknown_fields`) naming the key and its YAML line, and a value out of range is an error
+//! naming the dotted key (`distillation.temperature: must be > 0, got -1`).
+//!
+//! **Distillation loss.** `kd_alpha` weighs the distillation term:
+//! `L = (1 - kd_alpha) * CE(student, labels) + kd_alpha * T^2 * KD(student/T, teacher/T)`, with
+//! `T = temperature`. The seed configuration called this key `distillation.alpha`; that spelling is
+//! accepted as an alias with exactly this meaning (giving both is a duplicate-key error).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::data::ModeChoice;
+
+/// The whole training configuration.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Seed of every random choice (init, shuffles, augmentation).
+    pub seed: u64,
+    /// Number of classes; must equal the data set's vocabulary size ([`Config::check_num_classes`]).
+    pub num_classes: usize,
+    /// Multi-class / multi-label: detected from the data set, or forced.
+    #[serde(default)]
+    pub mode: ModeChoice,
+    /// Teacher network settings.
+    pub teacher: ModelConfig,
+    /// Student network settings.
+    pub student: ModelConfig,
+    /// Images per optimisation step.
+    pub batch_size: usize,
+    /// Epochs training only the classifier head (backbone frozen).
+    pub epochs_head: usize,
+    /// Epochs fine-tuning the whole network afterwards.
+    pub epochs_finetune: usize,
+    /// Learning rate of the head phase.
+    pub lr_head: f64,
+    /// Learning rate of the fine-tuning phase.
+    pub lr_finetune: f64,
+    /// Dropout probability before the classifier.
+    pub dropout: f64,
+    /// Knowledge-distillation loss settings.
+    pub distillation: Distillation,
+    /// Quantisation-aware training settings.
+    pub qat: Qat,
+    /// Training-time augmentation.
+    pub augmentation: Augmentation,
+    /// Decision-threshold search (multi-label).
+    pub threshold_search: ThresholdSearch,
+}
+
+/// Per-network settings.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Side of the square network input in pixels (images are letterboxed to it).
+    pub input_size: u32,
+}
+
+/// `L = (1 - kd_alpha) * CE + kd_alpha * T^2 * KD` (see the module docs).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distillation {
+    /// Weight of the distillation term, in `[0, 1]`; `alpha` is an accepted alias.
+    #[serde(alias = "alpha")]
+    pub kd_alpha: f64,
+    /// Softmax temperature `T` (> 0) of teacher and student logits.
+    pub temperature: f64,
+}
+
+/// Quantisation-aware training.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Qat {
+    /// QAT epochs (0 skips QAT; export then uses post-training calibration).
+    pub epochs: usize,
+    /// QAT learning rate.
+    pub lr: f64,
+}
+
+/// Training-time augmentation, applied before the letterbox.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augmentation {
+    /// Random horizontal flip (p = 0.5).
+    pub hflip: bool,
+    /// Random vertical flip (p = 0.5).
+    pub vflip: bool,
+    /// Maximum absolute rotation in degrees, `[0, 180]`.
+    pub rotation_deg: f64,
+    /// Maximum translation as a fraction of the image side, `[0, 0.5]`.
+    pub translate: f64,
+    /// Minimum random scale factor, `(0, scale_max]`.
+    pub scale_min: f64,
+    /// Maximum random scale factor, `[scale_min, 4]`.
+    pub scale_max: f64,
+    /// Maximum relative brightness change, `[0, 1]`.
+    pub brightness: f64,
+    /// Maximum relative contrast change, `[0, 1]`.
+    pub contrast: f64,
+}
+
+/// Thresholds tried when choosing per-class decision thresholds.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdSearch {
+    /// Candidate thresholds, strictly increasing, each in `(0, 1)`.
+    pub grid: Vec<f64>,
+}
+
+/// Fails with `key: must be ..., got v` unless `ok`.
+fn check(ok: bool, key: &str, rule: &str, got: impl std::fmt::Display) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        bail!("{key}: must be {rule}, got {got}")
+    }
+}
+
+impl Config {
+    /// Parses YAML text; `file` names the source in errors.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Config> {
+        let cfg: Config =
+            serde_norway::from_str(text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        cfg.validate().with_context(|| file.to_string())?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        Config::from_yaml(&path.display().to_string(), &text)
+    }
+
+    /// Range checks; the error names the dotted key.
+    pub fn validate(&self) -> Result<()> {
+        check(
+            self.num_classes >= 1,
+            "num_classes",
+            ">= 1",
+            self.num_classes,
+        )?;
+        for (key, m) in [
+            ("teacher.input_size", &self.teacher),
+            ("student.input_size", &self.student),
+        ] {
+            check(
+                (8..=1024).contains(&m.input_size),
+                key,
+                "in [8, 1024]",
+                m.input_size,
+            )?;
+        }
+        check(
+            (1..=65536).contains(&self.batch_size),
+            "batch_size",
+            "in [1, 65536]",
+            self.batch_size,
+        )?;
+        check(
+            self.epochs_head + self.epochs_finetune >= 1,
+            "epochs_finetune",
+            ">= 1 when epochs_head is 0",
+            self.epochs_finetune,
+        )?;
+        for (key, lr) in [
+            ("lr_head", self.lr_head),
+            ("lr_finetune", self.lr_finetune),
+            ("qat.lr", self.qat.lr),
+        ] {
+            check(lr > 0.0 && lr <= 10.0, key, "in (0, 10]", lr)?;
+        }
+        check(
+            (0.0..1.0).contains(&self.dropout),
+            "dropout",
+            "in [0, 1)",
+            self.dropout,
+        )?;
+        let d = &self.distillation;
+        check(
+            (0.0..=1.0).contains(&d.kd_alpha),
+            "distillation.kd_alpha",
+            "in [0, 1]",
+            d.kd_alpha,
+        )?;
+        check(
+            d.temperature > 0.0 && d.temperature <= 100.0,
+            "distillation.temperature",
+            "in (0, 100]",
+            d.temperature,
+        )?;
+        let a = &self.augmentation;
+        check(
+            (0.0..=180.0).contains(&a.rotation_deg),
+            "augmentation.rotation_deg",
+            "in [0, 180]",
+            a.rotation_deg,
+        )?;
+        check(
+            (0.0..=0.5).contains(&a.translate),
+            "augmentation.translate",
+            "in [0, 0.5]",
+            a.translate,
+        )?;
+        check(
+            a.scale_min > 0.0,
+            "augmentation.scale_min",
+            "> 0",
+            a.scale_min,
+        )?;
+        check(
+            a.scale_max >= a.scale_min && a.scale_max <= 4.0,
+            "augmentation.scale_max",
+            "in [scale_min, 4]",
+            a.scale_max,
+        )?;
+        check(
+            (0.0..=1.0).contains(&a.brightness),
+            "augmentation.brightness",
+            "in [0, 1]",
+            a.brightness,
+        )?;
+        check(
+            (0.0..=1.0).contains(&a.contrast),
+            "augmentation.contrast",
+            "in [0, 1]",
+            a.contrast,
+        )?;
+        let g = &self.threshold_search.grid;
+        check(!g.is_empty(), "threshold_search.grid", "non-empty", "[]")?;
+        for (i, &t) in g.iter().enumerate() {
+            check(
+                t > 0.0 && t < 1.0,
+                &format!("threshold_search.grid[{i}]"),
+                "in (0, 1)",
+                t,
+            )?;
+            if let Some(&prev) = i.checked_sub(1).and_then(|p| g.get(p)) {
+                check(
+                    t > prev,
+                    &format!("threshold_search.grid[{i}]"),
+                    &format!("greater than the previous value {prev}"),
+                    t,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails unless `num_classes` equals the data set's vocabulary size.
+    pub fn check_num_classes(&self, vocabulary: &[String]) -> Result<()> {
+        check(
+            self.num_classes == vocabulary.len(),
+            "num_classes",
+            &format!("the data set's {} classes", vocabulary.len()),
+            self.num_classes,
+        )
+    }
+}

@@ -1,0 +1,167 @@
+//! The YAML configuration: the shipped default parses, errors name the key at fault.
+
+use std::path::PathBuf;
+
+use kdtrainer::config::Config;
+use kdtrainer::data::ModeChoice;
+
+fn default_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/default.yaml")
+}
+
+fn default_text() -> String {
+    std::fs::read_to_string(default_path()).unwrap()
+}
+
+/// The error of parsing `text` (the default with one edit), with its whole context chain.
+fn err(text: &str) -> String {
+    format!(
+        "{:#}",
+        Config::from_yaml("cfg.yaml", text).expect_err("should be rejected")
+    )
+}
+
+#[test]
+fn default_yaml_parses_with_the_documented_values() {
+    let c = Config::load(&default_path()).unwrap();
+    assert_eq!(c.seed, 42);
+    assert_eq!(c.num_classes, 10);
+    assert_eq!(c.mode, ModeChoice::Auto);
+    assert_eq!((c.teacher.input_size, c.student.input_size), (64, 32));
+    assert_eq!(c.batch_size, 128);
+    assert_eq!((c.epochs_head, c.epochs_finetune), (3, 12));
+    assert_eq!((c.lr_head, c.lr_finetune, c.dropout), (0.003, 0.001, 0.2));
+    assert_eq!(
+        (c.distillation.kd_alpha, c.distillation.temperature),
+        (0.7, 4.0)
+    );
+    assert_eq!((c.qat.epochs, c.qat.lr), (3, 0.0001));
+    assert!(c.augmentation.hflip && !c.augmentation.vflip);
+    assert_eq!(c.threshold_search.grid.len(), 19);
+    assert_eq!(c.threshold_search.grid.first(), Some(&0.05));
+    assert_eq!(c.threshold_search.grid.last(), Some(&0.95));
+    let ten: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    c.check_num_classes(&ten).unwrap();
+    assert_eq!(
+        c.check_num_classes(&ten[..3]).unwrap_err().to_string(),
+        "num_classes: must be the data set's 3 classes, got 10"
+    );
+}
+
+#[test]
+fn alpha_is_an_alias_of_kd_alpha() {
+    let t = default_text().replace("kd_alpha: 0.7", "alpha: 0.25");
+    let c = Config::from_yaml("cfg.yaml", &t).unwrap();
+    assert_eq!(c.distillation.kd_alpha, 0.25);
+    let both = default_text().replace("kd_alpha: 0.7", "kd_alpha: 0.7\n  alpha: 0.25");
+    let e = err(&both);
+    assert!(e.contains("duplicate field `kd_alpha`"), "{e}");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = err(&default_text().replace("seed: 42", "seed: 42\nlearning_rate: 3"));
+    assert!(e.starts_with("cfg.yaml: "), "{e}");
+    assert!(e.contains("unknown field `learning_rate`"), "{e}");
+    let e = err(&default_text().replace("  temperature: 4.0", "  temperature: 4.0\n  beta: 1"));
+    assert!(e.contains("distillation"), "{e}");
+    assert!(e.contains("unknown field `beta`"), "{e}");
+    let e = err(&default_text().replace("  hflip: true", "  hflip: true\n  mixup: 0.2"));
+    assert!(
+        e.contains("augmentation") && e.contains("unknown field `mixup`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_and_mistyped_keys_are_named() {
+    let e = err(&default_text().replace("batch_size: 128", ""));
+    assert!(e.contains("missing field `batch_size`"), "{e}");
+    let e = err(&default_text().replace("batch_size: 128", "batch_size: lots"));
+    assert!(e.contains("batch_size"), "{e}");
+    let e = err(&default_text().replace("mode: auto", "mode: sometimes"));
+    assert!(e.contains("mode") && e.contains("sometimes"), "{e}");
+    let e = err("");
+    assert!(e.starts_with("cfg.yaml: "), "{e}");
+}
+
+#[test]
+fn out_of_range_values_name_the_key() {
+    let cases = [
+        (
+            "temperature: 4.0",
+            "temperature: -1",
+            "distillation.temperature: must be in (0, 100], got -1",
+        ),
+        (
+            "kd_alpha: 0.7",
+            "kd_alpha: 1.5",
+            "distillation.kd_alpha: must be in [0, 1], got 1.5",
+        ),
+        (
+            "num_classes: 10",
+            "num_classes: 0",
+            "num_classes: must be >= 1, got 0",
+        ),
+        (
+            "  input_size: 32",
+            "  input_size: 4",
+            "student.input_size: must be in [8, 1024], got 4",
+        ),
+        (
+            "dropout: 0.2",
+            "dropout: 1.0",
+            "dropout: must be in [0, 1), got 1",
+        ),
+        (
+            "lr_head: 0.003",
+            "lr_head: 0",
+            "lr_head: must be in (0, 10], got 0",
+        ),
+        (
+            "  lr: 0.0001",
+            "  lr: -0.1",
+            "qat.lr: must be in (0, 10], got -0.1",
+        ),
+        (
+            "batch_size: 128",
+            "batch_size: 0",
+            "batch_size: must be in [1, 65536], got 0",
+        ),
+        (
+            "translate: 0.1",
+            "translate: 0.7",
+            "augmentation.translate: must be in [0, 0.5], got 0.7",
+        ),
+        (
+            "scale_max: 1.1",
+            "scale_max: 0.5",
+            "augmentation.scale_max: must be in [scale_min, 4], got 0.5",
+        ),
+        (
+            "grid: [0.05, 0.1,",
+            "grid: [0.05, 1.0,",
+            "threshold_search.grid[1]: must be in (0, 1), got 1",
+        ),
+        (
+            "grid: [0.05, 0.1,",
+            "grid: [0.1, 0.05,",
+            "threshold_search.grid[1]: must be greater than the previous value 0.1, got 0.05",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let text = default_text();
+        assert!(text.contains(from), "{from}");
+        assert_eq!(
+            err(&text.replacen(from, to, 1)),
+            format!("cfg.yaml: {want}")
+        );
+    }
+    let e = err(&default_text()
+        .replace("epochs_head: 3", "epochs_head: 0")
+        .replace("epochs_finetune: 12", "epochs_finetune: 0"));
+    assert_eq!(
+        e,
+        "cfg.yaml: epochs_finetune: must be >= 1 when epochs_head is 0, got 0"
+    );
+}
