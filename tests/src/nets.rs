@@ -52,7 +52,8 @@ pub const SECOND_CALIBRATION_PHOTO: &str = "coffee.png";
 /// A built network.
 #[derive(Clone, Debug)]
 pub struct Net {
-    /// Name, e.g. `mobilenet_v2_0.35_96` (with `_pad` / `_softmax` suffixes for the variants).
+    /// Name, e.g. `mobilenet_v2_0.35_96`, `mobilenet_v2_1.0_224`, `efficientnet_lite0_224`
+    /// (with `_pad` / `_softmax` suffixes for the variants).
     pub name: String,
     /// The `.tflite` flatbuffer.
     pub model: Vec<u8>,
@@ -205,7 +206,7 @@ pub fn mobilenet_v2_with(
         1280
     };
     x = g.conv("head", x, head_c, 1, 1, true);
-    let name = format!("mobilenet_v2_{alpha}_{resolution}");
+    let name = format!("mobilenet_v2_{alpha:?}_{resolution}");
     g.finish(name, x, classes, opts)
 }
 

@@ -292,3 +292,26 @@ fn nets_run_under_tflite_micro() {
         );
     }
 }
+
+#[test]
+fn builds_are_deterministic_and_errors_name_the_problem() {
+    let a = nets::mobilenet_v2(0.35, 32, 10, 4);
+    assert_eq!(a.model, nets()[3].model, "same seed, same bytes");
+    assert_eq!(a.input, nets()[3].input);
+    let b = nets::mobilenet_v2(0.35, 32, 10, 5);
+    assert_ne!(a.model, b.model, "another seed, other weights");
+    assert_eq!(a.model.len(), b.model.len());
+
+    let e = nets::efficientnet_lite_with(2, 64, 10, 1, &Options::default()).unwrap_err();
+    assert!(e.contains("EfficientNet-Lite2 is not supported"), "{e}");
+    let missing = Options {
+        photo: "no_such_photo.png".into(),
+        ..Options::default()
+    };
+    let e = nets::mobilenet_v2_with(0.35, 32, 10, 1, &missing).unwrap_err();
+    assert!(e.contains("no_such_photo.png"), "{e}");
+    let e = nets::mobilenet_v2_with(0.35, 4, 10, 1, &Options::default()).unwrap_err();
+    assert!(e.contains("resolution 4"), "{e}");
+    let e = nets::mobilenet_v2_with(0.35, 32, 0, 1, &Options::default()).unwrap_err();
+    assert!(e.contains("at least one class"), "{e}");
+}
