@@ -5,9 +5,12 @@
 //!   line.
 //! - [`rng`]: a small deterministic random generator for test data.
 //! - [`gen`]: random single-operator int8 models built with the kdruntime writer.
+//! - [`nets`]: whole full-integer networks (MobileNetV2, EfficientNet-Lite) with calibrated
+//!   quantisation, for whole-network parity tests, benchmarks and the demo.
 #![deny(missing_docs)]
 
 pub mod gen;
+pub mod nets;
 pub mod reference;
 pub mod rng;
 
