@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The main job end to end, as far as the project goes today (run by `make demo` after setup and
+# a release build): import and validate the default data set with kdtrain, write a small int8
+# network, run it on kdruntime through kdrun on a real photo, and check kdruntime's output byte
+# for byte against TFLite's reference kernels.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BIN="$ROOT/target/release"
+OUT="$ROOT/out/demo"
+PY="${KDEDGE_PYTHON:-$ROOT/.venv/bin/python}"
+mkdir -p "$OUT"
+t0=$(date +%s)
+say() { printf '\n== %s\n' "$*"; }
+
+say "1. import a Fashion-MNIST subset (real images) and validate it"
+rm -rf "$OUT/data"
+"$BIN/kdtrain" data import fashion-mnist --raw data/raw/fashion-mnist --out "$OUT/data" --limit 500 --seed 1
+"$BIN/kdtrain" data validate "$OUT/data"   # also prints the statistics
+
+mapfile -t LABELS < <("$BIN/kdtrain" data stats "$OUT/data" --json | "$PY" -c 'import json,sys; print("\n".join(json.load(sys.stdin)["classes"]))' 2>/dev/null || true)
+
+say "2. the libtorch the trainer runs on"
+"$BIN/kdtrain" info
+
+say "3. a small int8 network (MobileNetV2-0.35, 96x96; untrained weights, real-photo calibration)"
+"$BIN/demo-model" "$OUT" "${LABELS[@]}"
+"$BIN/kdrun" info "$OUT/model.tflite" | head -12
+
+say "4. classify real photos on kdruntime (decode -> letterbox -> int8 inference)"
+for photo in data/raw/photos/chelsea.png data/raw/photos/china.jpg; do
+    echo "-- $photo"
+    "$BIN/kdrun" run "$OUT/model.tflite" "$photo" --labels "$OUT/labels.txt" --top-k 3
+done
+
+say "5. kdruntime vs TFLite's reference kernels (BUILTIN_REF), byte for byte"
+"$BIN/kdrun" raw "$OUT/model.tflite" "$OUT/input.u8" "$OUT/kdruntime.i8"
+"$PY" tools/refharness.py run --model "$OUT/model.tflite" --backend ref --input "$OUT/input.u8" \
+    --output "$OUT/tflite_ref.i8" --json "$OUT/tflite_ref.json"
+if cmp -s "$OUT/kdruntime.i8" "$OUT/tflite_ref.i8"; then
+    echo "bit-exact: $(stat -c %s "$OUT/kdruntime.i8") output bytes equal"
+else
+    echo "MISMATCH between kdruntime and TFLite BUILTIN_REF" >&2
+    exit 1
+fi
+
+echo
+echo "demo finished in $(( $(date +%s) - t0 )) s; outputs in out/demo/"
