@@ -54,7 +54,7 @@ pub fn fill(
         DType::UInt8 => input.copy_from_slice(&boxed),
         DType::Int8 => {
             let (scale, zp) = (info.scale(), info.zero_point() as f32);
-            if !(scale > 0.0) {
+            if scale.is_nan() || scale <= 0.0 {
                 bail!("int8 input tensor {} has no positive scale", info.index);
             }
             let n = cfg.normalization;
