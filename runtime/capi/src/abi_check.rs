@@ -117,7 +117,10 @@ fn struct_layouts_match_clang() {
     while let Some(at) = rest.find("\"Size of ") {
         rest = &rest[at + 9..];
         let name: String = rest.chars().take_while(|&c| c != '"').collect();
-        assert!(ours.contains(&name), "struct {name} in the header is not checked");
+        assert!(
+            ours.contains(&name),
+            "struct {name} in the header is not checked"
+        );
     }
 }
 
@@ -169,7 +172,10 @@ fn enum_values_match_clang() {
         }
     }
     let listed: BTreeSet<_> = rust_enum_values().into_keys().collect();
-    assert_eq!(declared, listed, "enum variants in src/lib.rs vs the checked list");
+    assert_eq!(
+        declared, listed,
+        "enum variants in src/lib.rs vs the checked list"
+    );
 }
 
 /// Type tokens with paths reduced to their last segment (`::std::os::raw::c_char` and
@@ -188,11 +194,7 @@ fn signature(sig: &syn::Signature) -> String {
         .inputs
         .iter()
         .map(|a| match a {
-            syn::FnArg::Typed(p) => format!(
-                "{}: {}",
-                p.pat.to_token_stream(),
-                norm_type(&p.ty)
-            ),
+            syn::FnArg::Typed(p) => format!("{}: {}", p.pat.to_token_stream(), norm_type(&p.ty)),
             syn::FnArg::Receiver(_) => "self".to_string(),
         })
         .collect();
@@ -220,10 +222,7 @@ fn function_signatures_match_clang() {
     let mut from_rust = BTreeMap::new();
     for item in rust_source().items {
         if let syn::Item::Fn(f) = item {
-            let exported = f
-                .attrs
-                .iter()
-                .any(|a| a.path().is_ident("no_mangle"));
+            let exported = f.attrs.iter().any(|a| a.path().is_ident("no_mangle"));
             if exported {
                 assert!(
                     f.sig.abi.is_some(),
@@ -234,6 +233,13 @@ fn function_signatures_match_clang() {
             }
         }
     }
-    assert!(from_rust.len() >= 15, "found only {} exported functions", from_rust.len());
-    assert_eq!(from_header, from_rust, "function signatures: header (via clang) vs Rust");
+    assert!(
+        from_rust.len() >= 15,
+        "found only {} exported functions",
+        from_rust.len()
+    );
+    assert_eq!(
+        from_header, from_rust,
+        "function signatures: header (via clang) vs Rust"
+    );
 }

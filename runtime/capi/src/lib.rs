@@ -29,6 +29,8 @@ use kdrt::{DType, Error, Interpreter, Model};
 
 #[cfg(test)]
 mod abi_check;
+#[cfg(test)]
+mod api_tests;
 
 /// Highest tensor rank kdruntime handles (the length of `kd_tensor_info.dims`).
 pub const KD_MAX_RANK: usize = 6;
@@ -200,6 +202,8 @@ enum LastError {
     Runtime(Error),
     Letterbox(LetterboxError),
     Argument(&'static str),
+    /// A required out-pointer was NULL (status `KD_STATUS_NULL_POINTER`).
+    Null(&'static str),
 }
 
 impl fmt::Display for LastError {
@@ -209,6 +213,7 @@ impl fmt::Display for LastError {
             LastError::Runtime(e) => e.fmt(f),
             LastError::Letterbox(e) => e.fmt(f),
             LastError::Argument(s) => f.write_str(s),
+            LastError::Null(s) => write!(f, "{s} is NULL"),
         }
     }
 }
@@ -338,6 +343,7 @@ unsafe fn with_interp(
                     LastError::Runtime(e) => status_of(e),
                     LastError::Letterbox(_) => kd_status::KD_STATUS_BAD_IMAGE,
                     LastError::Argument(_) => kd_status::KD_STATUS_INVALID_ARGUMENT,
+                    LastError::Null(_) => kd_status::KD_STATUS_NULL_POINTER,
                 };
                 handle.last_error = e;
                 status
@@ -453,11 +459,13 @@ pub unsafe extern "C" fn kd_interpreter_init(
             .and_then(|m| unsafe { bytes_mut(arena, arena_len) }.map(|a| (m, a)));
         let (result, status) = match parts {
             Err(s) => (
-                Err(LastError::Argument(if s == kd_status::KD_STATUS_NULL_POINTER {
-                    "kd_interpreter_init: model or arena pointer is NULL"
-                } else {
-                    "kd_interpreter_init: model or arena length exceeds PTRDIFF_MAX"
-                })),
+                Err(LastError::Argument(
+                    if s == kd_status::KD_STATUS_NULL_POINTER {
+                        "kd_interpreter_init: model or arena pointer is NULL"
+                    } else {
+                        "kd_interpreter_init: model or arena length exceeds PTRDIFF_MAX"
+                    },
+                )),
                 s,
             ),
             Ok((m, a)) => match Model::from_bytes(m).and_then(|m| Interpreter::new(&m, a)) {
@@ -575,7 +583,10 @@ fn write_c_string(value: &dyn fmt::Display, out: &mut [u8]) -> usize {
 /// # Safety
 /// `interp` must be a handle passed to `kd_interpreter_init`; `count` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn kd_input_count(interp: *mut kd_interpreter, count: *mut usize) -> kd_status {
+pub unsafe extern "C" fn kd_input_count(
+    interp: *mut kd_interpreter,
+    count: *mut usize,
+) -> kd_status {
     // SAFETY: forwarded contract.
     unsafe { write_count(interp, count, |i| i.model().num_inputs()) }
 }
@@ -600,12 +611,12 @@ unsafe fn write_count(
     count: *mut usize,
     f: impl FnOnce(&Interpreter<'static, 'static>) -> usize,
 ) -> kd_status {
-    if count.is_null() {
-        return kd_status::KD_STATUS_NULL_POINTER;
-    }
-    // SAFETY: forwarded contract; `count` is non-null and writable.
+    // SAFETY: forwarded contract; `count` is checked non-null and is writable.
     unsafe {
         with_interp(interp, |i| {
+            if count.is_null() {
+                return Err(LastError::Null("count"));
+            }
             count.write_unaligned(f(i));
             Ok(())
         })
@@ -674,12 +685,12 @@ unsafe fn write_info(
     info: *mut kd_tensor_info,
     f: impl FnOnce(&Interpreter<'static, 'static>) -> kdrt::Result<kdrt::TensorInfo<'static>>,
 ) -> kd_status {
-    if info.is_null() {
-        return kd_status::KD_STATUS_NULL_POINTER;
-    }
-    // SAFETY: forwarded contract; `info` is non-null and writable.
+    // SAFETY: forwarded contract; `info` is checked non-null and is writable.
     unsafe {
         with_interp(interp, |i| {
+            if info.is_null() {
+                return Err(LastError::Null("info"));
+            }
             let t = f(i).map_err(LastError::Runtime)?;
             info.write_unaligned(tensor_info(&t));
             Ok(())
@@ -700,12 +711,12 @@ pub unsafe extern "C" fn kd_input_data(
     data: *mut *mut u8,
     len: *mut usize,
 ) -> kd_status {
-    if data.is_null() || len.is_null() {
-        return kd_status::KD_STATUS_NULL_POINTER;
-    }
-    // SAFETY: forwarded contract; both out-pointers are non-null and writable.
+    // SAFETY: forwarded contract; both out-pointers are checked non-null and are writable.
     unsafe {
         with_interp(interp, |i| {
+            if data.is_null() || len.is_null() {
+                return Err(LastError::Null("data or len"));
+            }
             let s = i.input_mut(index).map_err(LastError::Runtime)?;
             data.write_unaligned(s.as_mut_ptr());
             len.write_unaligned(s.len());
@@ -726,12 +737,12 @@ pub unsafe extern "C" fn kd_output_data(
     data: *mut *const u8,
     len: *mut usize,
 ) -> kd_status {
-    if data.is_null() || len.is_null() {
-        return kd_status::KD_STATUS_NULL_POINTER;
-    }
     // SAFETY: as kd_input_data.
     unsafe {
         with_interp(interp, |i| {
+            if data.is_null() || len.is_null() {
+                return Err(LastError::Null("data or len"));
+            }
             let s = i.output(index).map_err(LastError::Runtime)?;
             data.write_unaligned(s.as_ptr());
             len.write_unaligned(s.len());

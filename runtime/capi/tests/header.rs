@@ -124,7 +124,10 @@ fn have(tool: &str) -> bool {
 
 #[test]
 fn header_compiles_as_c99() {
-    assert!(have("gcc"), "gcc is required (scripts/setup.sh installs build-essential)");
+    assert!(
+        have("gcc"),
+        "gcc is required (scripts/setup.sh installs build-essential)"
+    );
     compile(
         "gcc",
         &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"],
@@ -135,7 +138,10 @@ fn header_compiles_as_c99() {
 
 #[test]
 fn header_compiles_as_cxx11() {
-    assert!(have("g++"), "g++ is required (scripts/setup.sh installs build-essential)");
+    assert!(
+        have("g++"),
+        "g++ is required (scripts/setup.sh installs build-essential)"
+    );
     compile(
         "g++",
         &["-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic"],
