@@ -844,9 +844,9 @@ pub unsafe extern "C" fn kd_letterbox(
                 norm.read_unaligned()
             };
             let t = interp.input_info(input).map_err(LastError::Runtime)?;
-            let (h, w, out_format) = match t.shape.dims() {
-                &[1, h, w, 3] if h > 0 && w > 0 => (h as usize, w as usize, OutputFormat::Rgb),
-                &[1, h, w, 1] if h > 0 && w > 0 => (h as usize, w as usize, OutputFormat::Gray),
+            let (h, w, out_format) = match *t.shape.dims() {
+                [1, h, w, 3] if h > 0 && w > 0 => (h as usize, w as usize, OutputFormat::Rgb),
+                [1, h, w, 1] if h > 0 && w > 0 => (h as usize, w as usize, OutputFormat::Gray),
                 _ => {
                     return Err(LastError::Argument(
                         "letterbox: the input tensor is not [1, H, W, C] with C = 1 or 3",
