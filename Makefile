@@ -10,7 +10,7 @@ export KDEDGE_PYTHON := $(ROOT)/.venv/bin/python
 export ORT_DYLIB_PATH := $(ROOT)/.cache/onnxruntime/x86_64/libonnxruntime.so
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup demo test demo-run test-run fmt lint
+.PHONY: setup demo test demo-run test-run fmt lint header capi c-examples
 setup:
 	@bash scripts/setup.sh
 
@@ -32,3 +32,15 @@ test-run:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# Regenerates include/kdruntime.h from runtime/capi/src/lib.rs (cbindgen, through the header test).
+header:
+	KDRUNTIME_BLESS_HEADER=1 cargo test -p kdruntime-capi --test header header_is_current
+
+# The C library, header and pkg-config file under target/capi/{lib,include,lib/pkgconfig}.
+capi:
+	bash scripts/capi.sh $(ROOT)/target/capi release
+
+# The C examples, linked against target/capi (static and through pkg-config).
+c-examples: capi
+	$(MAKE) -C c-examples KDRUNTIME_PREFIX=$(ROOT)/target/capi

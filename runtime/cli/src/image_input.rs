@@ -31,19 +31,18 @@ pub fn fill(
         ),
     };
     let decoded = image::open(path).with_context(|| format!("decoding {}", path.display()))?;
-    let (pixels, format) = if decoded.color().has_color() {
-        (decoded.to_rgb8(), PixelFormat::Rgb)
+    let (pixels, format, iw, ih) = if decoded.color().has_color() {
+        let rgb = decoded.to_rgb8();
+        let (iw, ih) = rgb.dimensions();
+        (rgb.into_raw(), PixelFormat::Rgb, iw, ih)
     } else {
-        // Keep grey sources grey: the letterbox replicates them into RGB exactly.
+        // Keep grey sources grey (one byte per pixel): the letterbox replicates them into RGB
+        // exactly.
         let g = decoded.to_luma8();
-        let (gw, gh) = g.dimensions();
-        (
-            image::RgbImage::from_raw(gw, gh, g.into_raw()).unwrap_or_default(),
-            PixelFormat::Gray,
-        )
+        let (iw, ih) = g.dimensions();
+        (g.into_raw(), PixelFormat::Gray, iw, ih)
     };
-    let (iw, ih) = pixels.dimensions();
-    let src = Image::packed(pixels.as_raw(), ih as usize, iw as usize, format)
+    let src = Image::packed(&pixels, ih as usize, iw as usize, format)
         .with_context(|| path.display().to_string())?;
     let (h, w) = (h as usize, w as usize);
     let mut boxed = vec![0u8; h * w * c as usize];
