@@ -27,7 +27,11 @@ fn sets() -> &'static Sets {
     static SETS: OnceLock<Sets> = OnceLock::new();
     SETS.get_or_init(|| {
         let raw = repo("data/raw/fashion-mnist");
-        assert!(raw.is_dir(), "{} missing: run scripts/setup.sh data", raw.display());
+        assert!(
+            raw.is_dir(),
+            "{} missing: run scripts/setup.sh data",
+            raw.display()
+        );
         let dir = tempfile::tempdir().unwrap();
         let fashion = dir.path().join("fashion");
         let opts = fashion_mnist::Options {
@@ -132,7 +136,10 @@ fn decode_errors_name_the_file() {
     std::fs::write(&p, b"not an image").unwrap();
     let e = format!("{:#}", eval_input(&p, 32).unwrap_err());
     assert!(e.contains("bad.png"), "{e}");
-    let e = format!("{:#}", eval_input(&d.path().join("none.png"), 32).unwrap_err());
+    let e = format!(
+        "{:#}",
+        eval_input(&d.path().join("none.png"), 32).unwrap_err()
+    );
     assert!(e.contains("none.png: cannot read"), "{e}");
 }
 
@@ -154,7 +161,11 @@ fn normalisation_by_hand() {
     Normalization::IMAGENET.apply(&px, &mut out).unwrap();
     // (0/255 - 0.485) / 0.229 = -2.117904, (128/255 - 0.456) / 0.224 = 0.2051821,
     // (1/255 - 0.406) / 0.225 = -1.7870152 (computed by hand in 0..1 units).
-    for (got, want) in [(out[0], -2.117904), (out[3], 0.2051821), (out[5], -1.7870152)] {
+    for (got, want) in [
+        (out[0], -2.117904),
+        (out[3], 0.2051821),
+        (out[5], -1.7870152),
+    ] {
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
     assert!(Normalization::STUDENT.apply(&px, &mut [0f32; 5]).is_err());
@@ -162,7 +173,11 @@ fn normalisation_by_hand() {
         mean: [0.0; 3],
         std: [1.0, 0.0, 1.0],
     };
-    assert!(bad.apply(&px, &mut out).unwrap_err().to_string().contains("std[1]"));
+    assert!(bad
+        .apply(&px, &mut out)
+        .unwrap_err()
+        .to_string()
+        .contains("std[1]"));
 }
 
 fn photo(size: usize) -> Vec<u8> {
@@ -211,7 +226,15 @@ fn hflip_is_an_exact_mirror() {
     let s = 33;
     let orig = photo(s);
     let mut img = orig.clone();
-    augment::apply(&mut img, s, &Draws { flip: true, ..IDENTITY }).unwrap();
+    augment::apply(
+        &mut img,
+        s,
+        &Draws {
+            flip: true,
+            ..IDENTITY
+        },
+    )
+    .unwrap();
     for y in 0..s {
         for x in 0..s {
             assert_eq!(at(&img, s, y, x), at(&orig, s, y, s - 1 - x));
@@ -246,12 +269,14 @@ fn quarter_turn_and_zoom_out_geometry() {
     let centre: Vec<f64> = (0..3)
         .map(|c| {
             let p = |y, x| f64::from(at(&orig, s, y, x)[c]);
-            0.25 * 0.25 * p(15, 15) + 0.75 * 0.25 * p(15, 16) + 0.25 * 0.75 * p(16, 15)
+            0.25 * 0.25 * p(15, 15)
+                + 0.75 * 0.25 * p(15, 16)
+                + 0.25 * 0.75 * p(16, 15)
                 + 0.75 * 0.75 * p(16, 16)
         })
         .collect();
-    for c in 0..3 {
-        assert_eq!(f64::from(at(&big, s, 16, 16)[c]), centre[c].round());
+    for (got, want) in at(&big, s, 16, 16).iter().zip(&centre) {
+        assert_eq!(f64::from(*got), want.round());
     }
 }
 
@@ -289,7 +314,11 @@ fn augmentation_ranges_hold_for_drawn_values() {
     }
     assert!((850..1150).contains(&flips), "{flips} flips of 2000");
     let no_flip = Augmentation { hflip: false, ..a };
-    assert!((0..100).all(|i| !Draws::sample(&no_flip, &mut kdtrainer::data::import::SplitMix64::new(i)).flip));
+    assert!((0..100).all(|i| !Draws::sample(
+        &no_flip,
+        &mut kdtrainer::data::import::SplitMix64::new(i)
+    )
+    .flip));
 }
 
 fn epoch_batches(l: &Loader, e: usize) -> Vec<(Vec<usize>, Vec<f32>, Vec<f32>)> {
@@ -319,7 +348,7 @@ fn augmented_epochs_are_deterministic() {
     let b = Loader::new(&ds, Split::Train, o1).unwrap();
     assert_eq!(first, epoch_batches(&b, 0));
     assert_eq!(first, epoch_batches(&b, 0)); // second pass from the cache
-    // Another epoch: another order and other augmentations of the same image.
+                                             // Another epoch: another order and other augmentations of the same image.
     let second = epoch_batches(&a, 1);
     assert_ne!(first[0].0, second[0].0);
     assert_ne!(a.sample(0, 0).unwrap(), a.sample(0, 1).unwrap());
@@ -393,7 +422,11 @@ fn multi_label_batches_have_multi_hot_targets() {
             let want: Vec<f32> = (0..c)
                 .map(|j| {
                     let has = entries[i].labels.iter().any(|n| n == &ds.classes[j]);
-                    if has { 1.0 } else { 0.0 }
+                    if has {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 })
                 .collect();
             assert_eq!(&tg[k * c..(k + 1) * c], want.as_slice());
@@ -404,8 +437,14 @@ fn multi_label_batches_have_multi_hot_targets() {
             assert!(b.class_targets().is_err());
         }
     }
-    assert!(several > 0, "the mosaic subset should have multi-label images");
-    assert!(empty > 0, "the mosaic subset should have garment-free images");
+    assert!(
+        several > 0,
+        "the mosaic subset should have multi-label images"
+    );
+    assert!(
+        empty > 0,
+        "the mosaic subset should have garment-free images"
+    );
 }
 
 #[test]

@@ -55,7 +55,7 @@ impl Normalization {
                 out.len()
             );
         }
-        if let Some(c) = (0..3).find(|&c| !(self.std[c] > 0.0)) {
+        if let Some(c) = (0..3).find(|&c| self.std[c].is_nan() || self.std[c] <= 0.0) {
             anyhow::bail!("normalise: std[{c}] = {} must be > 0", self.std[c]);
         }
         let hw = hwc.len() / 3;
