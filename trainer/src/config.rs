@@ -16,8 +16,8 @@
 //! dropout: 0.2
 //! distillation: { kd_alpha: 0.7, temperature: 4.0 }   # `alpha` is accepted for `kd_alpha`
 //! qat: { epochs: 3, lr: 0.0001 }
-//! augmentation: { hflip: true, vflip: false, rotation_deg: 10.0, translate: 0.1,
-//!                 scale_min: 0.9, scale_max: 1.1, brightness: 0.1, contrast: 0.1 }
+//! augmentation: { hflip: true, rotation_turns: 0.03, zoom: 0.1,
+//!                 brightness: 0.15, contrast: 0.15, saturation: 0.15 }
 //! threshold_search: { grid: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }
 //! ```
 //!
@@ -103,26 +103,24 @@ pub struct Qat {
     pub lr: f64,
 }
 
-/// Training-time augmentation, applied before the letterbox.
+/// Training-time augmentation, applied to the letterboxed uint8 image (training split only; see
+/// `pipeline::augment` for the exact operations and their order).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Augmentation {
     /// Random horizontal flip (p = 0.5).
     pub hflip: bool,
-    /// Random vertical flip (p = 0.5).
-    pub vflip: bool,
-    /// Maximum absolute rotation in degrees, `[0, 180]`.
-    pub rotation_deg: f64,
-    /// Maximum translation as a fraction of the image side, `[0, 0.5]`.
-    pub translate: f64,
-    /// Minimum random scale factor, `(0, scale_max]`.
-    pub scale_min: f64,
-    /// Maximum random scale factor, `[scale_min, 4]`.
-    pub scale_max: f64,
-    /// Maximum relative brightness change, `[0, 1]`.
+    /// Maximum absolute rotation in turns (1 turn = 360 degrees), `[0, 0.5]`; the angle is uniform
+    /// in `[-rotation_turns, rotation_turns]`.
+    pub rotation_turns: f64,
+    /// Maximum relative zoom, `[0, 0.9]`; the scale factor is uniform in `[1 - zoom, 1 + zoom]`.
+    pub zoom: f64,
+    /// Maximum relative brightness change, `[0, 1]`: factor uniform in `[1 - b, 1 + b]`.
     pub brightness: f64,
-    /// Maximum relative contrast change, `[0, 1]`.
+    /// Maximum relative contrast change, `[0, 1]`: factor uniform in `[1 - c, 1 + c]`.
     pub contrast: f64,
+    /// Maximum relative saturation change, `[0, 1]`: factor uniform in `[1 - s, 1 + s]`.
+    pub saturation: f64,
 }
 
 /// Thresholds tried when choosing per-class decision thresholds.
@@ -217,41 +215,24 @@ impl Config {
         )?;
         let a = &self.augmentation;
         check(
-            (0.0..=180.0).contains(&a.rotation_deg),
-            "augmentation.rotation_deg",
-            "in [0, 180]",
-            a.rotation_deg,
-        )?;
-        check(
-            (0.0..=0.5).contains(&a.translate),
-            "augmentation.translate",
+            (0.0..=0.5).contains(&a.rotation_turns),
+            "augmentation.rotation_turns",
             "in [0, 0.5]",
-            a.translate,
+            a.rotation_turns,
         )?;
         check(
-            a.scale_min > 0.0,
-            "augmentation.scale_min",
-            "> 0",
-            a.scale_min,
+            (0.0..=0.9).contains(&a.zoom),
+            "augmentation.zoom",
+            "in [0, 0.9]",
+            a.zoom,
         )?;
-        check(
-            a.scale_max >= a.scale_min && a.scale_max <= 4.0,
-            "augmentation.scale_max",
-            "in [scale_min, 4]",
-            a.scale_max,
-        )?;
-        check(
-            (0.0..=1.0).contains(&a.brightness),
-            "augmentation.brightness",
-            "in [0, 1]",
-            a.brightness,
-        )?;
-        check(
-            (0.0..=1.0).contains(&a.contrast),
-            "augmentation.contrast",
-            "in [0, 1]",
-            a.contrast,
-        )?;
+        for (key, v) in [
+            ("augmentation.brightness", a.brightness),
+            ("augmentation.contrast", a.contrast),
+            ("augmentation.saturation", a.saturation),
+        ] {
+            check((0.0..=1.0).contains(&v), key, "in [0, 1]", v)?;
+        }
         let g = &self.threshold_search.grid;
         check(!g.is_empty(), "threshold_search.grid", "non-empty", "[]")?;
         for (i, &t) in g.iter().enumerate() {

@@ -36,7 +36,10 @@ fn default_yaml_parses_with_the_documented_values() {
         (0.7, 4.0)
     );
     assert_eq!((c.qat.epochs, c.qat.lr), (3, 0.0001));
-    assert!(c.augmentation.hflip && !c.augmentation.vflip);
+    let a = &c.augmentation;
+    assert!(a.hflip);
+    assert_eq!((a.rotation_turns, a.zoom), (0.03, 0.1));
+    assert_eq!((a.brightness, a.contrast, a.saturation), (0.15, 0.15, 0.15));
     assert_eq!(c.threshold_search.grid.len(), 19);
     assert_eq!(c.threshold_search.grid.first(), Some(&0.05));
     assert_eq!(c.threshold_search.grid.last(), Some(&0.95));
@@ -129,14 +132,19 @@ fn out_of_range_values_name_the_key() {
             "batch_size: must be in [1, 65536], got 0",
         ),
         (
-            "translate: 0.1",
-            "translate: 0.7",
-            "augmentation.translate: must be in [0, 0.5], got 0.7",
+            "rotation_turns: 0.03",
+            "rotation_turns: 0.7",
+            "augmentation.rotation_turns: must be in [0, 0.5], got 0.7",
         ),
         (
-            "scale_max: 1.1",
-            "scale_max: 0.5",
-            "augmentation.scale_max: must be in [scale_min, 4], got 0.5",
+            "zoom: 0.1",
+            "zoom: 1.0",
+            "augmentation.zoom: must be in [0, 0.9], got 1",
+        ),
+        (
+            "saturation: 0.15",
+            "saturation: -0.1",
+            "augmentation.saturation: must be in [0, 1], got -0.1",
         ),
         (
             "grid: [0.05, 0.1,",
