@@ -113,6 +113,24 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A supported operator whose tensor at `tensor` is invalid for its kernel (type, shape,
+    /// quantisation, or missing constant data).
+    InvalidOperand {
+        /// Operator index in execution order.
+        op_index: usize,
+        /// Builtin opcode number.
+        opcode: i32,
+        /// Schema name of the opcode.
+        name: &'static str,
+        /// Operator version.
+        version: i32,
+        /// Index of the offending tensor in subgraph 0.
+        tensor: usize,
+        /// Its name, when readable.
+        tensor_name: TensorName,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The caller's arena is smaller than the plan needs.
     ArenaTooSmall {
         /// Bytes the plan needs (equal to `Model::arena_size()`).
@@ -168,6 +186,18 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "operator {op_index} ({name}, opcode {opcode}, version {version}): {reason}"
+            ),
+            Error::InvalidOperand {
+                op_index,
+                opcode,
+                name,
+                version,
+                tensor,
+                tensor_name,
+                reason,
+            } => write!(
+                f,
+                "operator {op_index} ({name}, opcode {opcode}, version {version}): tensor {tensor} (\"{tensor_name}\"): {reason}"
             ),
             Error::ArenaTooSmall { needed, given } => write!(
                 f,

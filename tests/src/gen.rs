@@ -500,9 +500,18 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
             }
             let (a, b) = if r.chance(0.5) { (a, b) } else { (b, a) };
             let out_shape = broadcast(&a, &b);
-            let x1 = g.input("input1", &a, DType::I8, act_quant(r));
-            let x2 = g.input("input2", &b, DType::I8, act_quant(r));
-            let y = g.output(&out_shape, DType::I8, act_quant(r));
+            let (qa, qb, mut qy) = (act_quant(r), act_quant(r), act_quant(r));
+            if kind == OpKind::Add {
+                // TFLite's ADD prepare aborts (TFLITE_CHECK, the whole process) unless
+                // 2 max(input scales) / (2^20 output scale) < 1.
+                let floor = 2.0 * qa.scale[0].max(qb.scale[0]) as f64 / (1u64 << 20) as f64;
+                if qy.scale[0] as f64 <= floor * 1.01 {
+                    qy.scale[0] = (floor * 2.0) as f32;
+                }
+            }
+            let x1 = g.input("input1", &a, DType::I8, qa);
+            let x2 = g.input("input2", &b, DType::I8, qb);
+            let y = g.output(&out_shape, DType::I8, qy);
             let act = activation(r);
             let op = if kind == OpKind::Add {
                 Op::Add { activation: act }

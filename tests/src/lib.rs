@@ -3,6 +3,7 @@
 //! - [`reference`]: runs a model in the real interpreters (TFLite reference / optimised / XNNPACK,
 //!   TFLite Micro, ONNX Runtime) through `tools/refharness.py`, so a test compares with them in a
 //!   line.
+//! - [`kd`]: runs a model in kdruntime (load, arena, init, invoke) in one call.
 //! - [`rng`]: a small deterministic random generator for test data.
 //! - [`gen`]: random single-operator int8 models built with the kdruntime writer.
 //! - [`nets`]: whole full-integer networks (MobileNetV2, EfficientNet-Lite) with calibrated
@@ -10,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod gen;
+pub mod kd;
 pub mod nets;
 pub mod reference;
 pub mod rng;
