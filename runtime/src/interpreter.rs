@@ -331,10 +331,7 @@ fn options_or_default<'m>(
 type Unary<'m> = (TensorInfo<'m>, (f32, i32), TensorInfo<'m>, (f32, i32));
 
 /// Single int8 input, single int8 output of the same shape (elementwise activations).
-fn unary_int8<'m>(
-    model: &Model<'m>,
-    op: &OperatorInfo<'m>,
-) -> Result<Unary<'m>> {
+fn unary_int8<'m>(model: &Model<'m>, op: &OperatorInfo<'m>) -> Result<Unary<'m>> {
     let input = input_tensor(model, op, 0)?;
     let output = output_tensor(model, op, 0)?;
     let iq = int8_activation(op, &input)?;

@@ -63,10 +63,12 @@ pub enum OpKind {
     Relu,
     /// RELU6.
     Relu6,
+    /// RELU_N1_TO_1.
+    ReluN1To1,
 }
 
 /// Every operator kind, in a fixed order.
-pub const ALL_OPS: [OpKind; 19] = [
+pub const ALL_OPS: [OpKind; 20] = [
     OpKind::Quantize,
     OpKind::Dequantize,
     OpKind::Conv2d,
@@ -86,6 +88,7 @@ pub const ALL_OPS: [OpKind; 19] = [
     OpKind::HardSwish,
     OpKind::Relu,
     OpKind::Relu6,
+    OpKind::ReluN1To1,
 ];
 
 /// A generated model with one random input sample.
@@ -713,7 +716,12 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
                 &[y],
             );
         }
-        OpKind::Softmax | OpKind::Logistic | OpKind::HardSwish | OpKind::Relu | OpKind::Relu6 => {
+        OpKind::Softmax
+        | OpKind::Logistic
+        | OpKind::HardSwish
+        | OpKind::Relu
+        | OpKind::Relu6
+        | OpKind::ReluN1To1 => {
             let shape = random_shape(r, 1, 4, 6);
             let x = g.input("input", &shape, DType::I8, act_quant(r));
             // int8 SOFTMAX and LOGISTIC require the output scale 1/256 and zero point -128.
@@ -746,6 +754,7 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
                 OpKind::Logistic => Op::Logistic,
                 OpKind::HardSwish => Op::HardSwish,
                 OpKind::Relu => Op::Relu,
+                OpKind::ReluN1To1 => Op::ReluN1To1,
                 _ => Op::Relu6,
             };
             g.b.add_op(op, &[x], &[y]);

@@ -5,11 +5,13 @@
 //!   line.
 //! - [`kd`]: runs a model in kdruntime (load, arena, init, invoke) in one call.
 //! - [`rng`]: a small deterministic random generator for test data.
+//! - [`allops`]: a small network using every operator kdruntime runs.
 //! - [`gen`]: random single-operator int8 models built with the kdruntime writer.
 //! - [`nets`]: whole full-integer networks (MobileNetV2, EfficientNet-Lite) with calibrated
 //!   quantisation, for whole-network parity tests, benchmarks and the demo.
 #![deny(missing_docs)]
 
+pub mod allops;
 pub mod gen;
 pub mod kd;
 pub mod nets;

@@ -1,8 +1,8 @@
 //! kdruntime against TFLite's reference kernels (BUILTIN_REF) on random single-operator models
-//! from `kdtests::gen` covering all 19 operators: every output byte must be equal. A model
+//! from `kdtests::gen` covering all 20 operators (19 + RELU_N1_TO_1): every output byte must be equal. A model
 //! kdruntime rejects is a failure unless TFLite rejects it too (and the reverse).
 //!
-//! `KD_PARITY_OPS=N` sets the number of models (default 760: 40 per operator); `KD_PARITY_SEED`
+//! `KD_PARITY_OPS=N` sets the number of models (default 800: 40 per operator); `KD_PARITY_SEED`
 //! the suite seed.
 
 use std::collections::BTreeMap;
