@@ -1357,6 +1357,12 @@ fn init_blob(op: &OperatorInfo, b: &Bound, bytes: &mut [u8]) -> Result<()> {
             for (c, (m, s)) in mult.iter_mut().zip(shift.iter_mut()).enumerate() {
                 let fs = filter.quant.scale(if n == 1 { 0 } else { c });
                 let q = depthwise_conv::prepare_channel(input.scale(), fs, output.scale());
+                if q.shift > crate::quant::MAX_LEFT_SHIFT {
+                    return Err(op.invalid_tensor(
+                        filter,
+                        "requantisation multiplier input_scale * filter_scale / output_scale is 2^30 or more",
+                    ));
+                }
                 (*m, *s) = (q.multiplier, q.shift);
             }
             Ok(())
