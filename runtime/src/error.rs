@@ -235,6 +235,23 @@ mod tests {
     }
 
     #[test]
+    fn operand_message_names_operator_and_tensor() {
+        let e = Error::InvalidOperand {
+            op_index: 7,
+            opcode: 0,
+            name: "ADD",
+            version: 2,
+            tensor: 12,
+            tensor_name: TensorName::new(b"block_3/add"),
+            reason: "must be int8",
+        };
+        assert_eq!(
+            std::format!("{e}"),
+            "operator 7 (ADD, opcode 0, version 2): tensor 12 (\"block_3/add\"): must be int8"
+        );
+    }
+
+    #[test]
     fn arena_message_states_sizes() {
         let e = Error::ArenaTooSmall {
             needed: 100,
