@@ -9,9 +9,8 @@ Output: runtime/tests/fixtures/core/<name>.tflite and <name>.io, where .io is
 (little-endian). Deterministic (fixed seeds). Run from the repository root:
   .venv/bin/python tools/gen_core_fixtures.py
 
-A larger random sweep (not committed; checked by the ignored test `parity_sweep`):
-  .venv/bin/python tools/gen_core_fixtures.py --sweep /tmp/kd_sweep 300
-  KDRUNTIME_SWEEP_DIR=/tmp/kd_sweep cargo test -p kdruntime --test tflite_parity -- --ignored
+Larger random sweeps over every operator run in kdtests' runtime_parity_ops test
+(KD_PARITY_OPS=N scales it), which replaced this script's former --sweep mode.
 """
 
 import os
@@ -396,45 +395,7 @@ def invalid_models(rng):
     save("weights_size", b.finish([x], [y]))
 
 
-def sweep(out_dir, count):
-    """Random conv / FC / MEAN / QUANTIZE configurations written to `out_dir`."""
-    global OUT_DIR
-    os.makedirs(out_dir, exist_ok=True)
-    OUT_DIR = out_dir
-    rng = np.random.default_rng(7)
-    A = S.ActivationFunctionType
-    acts = [A.NONE, A.RELU, A.RELU6]
-    for i in range(count):
-        kind = i % 4
-        if kind == 0:
-            k = int(rng.integers(1, 6))
-            d = int(rng.integers(1, 3))
-            pad = [S.Padding.SAME, S.Padding.VALID][int(rng.integers(0, 2))]
-            hw = int(rng.integers((k - 1) * d + 1, 14))
-            s_ = int(rng.integers(1, 4))
-            width = int(rng.integers(max((k - 1) * d + 1, hw // 2 + 1), hw + 1))
-            conv_model(rng, f"sweep{i:04d}_conv", (1, hw, width, int(rng.integers(1, 9))),
-                       int(rng.integers(1, 17)), k, pad, (s_, int(rng.integers(1, 4))), (d, d),
-                       acts[int(rng.integers(0, 3))], bool(rng.integers(0, 2)), n_samples=2)
-        elif kind == 1:
-            fc_model(rng, f"sweep{i:04d}_fc", (int(rng.integers(1, 5)), int(rng.integers(1, 129))),
-                     int(rng.integers(1, 65)), bool(rng.integers(0, 2)), False, acts[int(rng.integers(0, 3))],
-                     bool(rng.integers(0, 2)), n_samples=2)
-        elif kind == 2:
-            shape = tuple(int(v) for v in rng.integers(1, 9, size=4))
-            axes = [list(a) for a in ([1, 2], [2, 1], [1], [3], [0, 3], [-2, -3], [1, 2, 3])][int(rng.integers(0, 7))]
-            mean_model(rng, f"sweep{i:04d}_mean", shape, axes, bool(rng.integers(0, 2)), bool(rng.integers(0, 4) == 0))
-        else:
-            src = [S.TensorType.UINT8, S.TensorType.INT8, S.TensorType.FLOAT32][int(rng.integers(0, 3))]
-            zp_in = int(rng.integers(0, 256)) if src == S.TensorType.UINT8 else int(rng.integers(-128, 128))
-            quantize_model(rng, f"sweep{i:04d}_quantize", src, float(rng.uniform(0.001, 0.1)), zp_in,
-                           float(rng.uniform(0.001, 0.1)), int(rng.integers(-128, 128)), (1, 64))
-
-
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "--sweep":
-        sweep(sys.argv[2], int(sys.argv[3]))
-        return
     os.makedirs(OUT_DIR, exist_ok=True)
     for f in os.listdir(OUT_DIR):
         os.remove(os.path.join(OUT_DIR, f))

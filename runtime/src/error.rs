@@ -113,6 +113,24 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A supported operator whose tensor at `tensor` is invalid for its kernel (type, shape,
+    /// quantisation, or missing constant data).
+    InvalidOperand {
+        /// Operator index in execution order.
+        op_index: usize,
+        /// Builtin opcode number.
+        opcode: i32,
+        /// Schema name of the opcode.
+        name: &'static str,
+        /// Operator version.
+        version: i32,
+        /// Index of the offending tensor in subgraph 0.
+        tensor: usize,
+        /// Its name, when readable.
+        tensor_name: TensorName,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The caller's arena is smaller than the plan needs.
     ArenaTooSmall {
         /// Bytes the plan needs (equal to `Model::arena_size()`).
@@ -169,6 +187,18 @@ impl fmt::Display for Error {
                 f,
                 "operator {op_index} ({name}, opcode {opcode}, version {version}): {reason}"
             ),
+            Error::InvalidOperand {
+                op_index,
+                opcode,
+                name,
+                version,
+                tensor,
+                tensor_name,
+                reason,
+            } => write!(
+                f,
+                "operator {op_index} ({name}, opcode {opcode}, version {version}): tensor {tensor} (\"{tensor_name}\"): {reason}"
+            ),
             Error::ArenaTooSmall { needed, given } => write!(
                 f,
                 "arena too small: the plan needs {needed} bytes, {given} were given"
@@ -202,6 +232,23 @@ mod tests {
         assert!(std::format!("{n}").ends_with("..."));
         let odd = TensorName::new(b"x\n");
         assert_eq!(std::format!("{odd}"), "x\\x0a");
+    }
+
+    #[test]
+    fn operand_message_names_operator_and_tensor() {
+        let e = Error::InvalidOperand {
+            op_index: 7,
+            opcode: 0,
+            name: "ADD",
+            version: 2,
+            tensor: 12,
+            tensor_name: TensorName::new(b"block_3/add"),
+            reason: "must be int8",
+        };
+        assert_eq!(
+            std::format!("{e}"),
+            "operator 7 (ADD, opcode 0, version 2): tensor 12 (\"block_3/add\"): must be int8"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! (each part 16-byte aligned). Op blobs hold per-channel data computed once at init (CONV_2D's
-//! fixed-point multipliers and shifts, FULLY_CONNECTED's real scales). Scalar kernel parameters
+//! and DEPTHWISE_CONV_2D's fixed-point multipliers and shifts, FULLY_CONNECTED's real scales,
+//! LOGISTIC's 256-entry table). Scalar kernel parameters
 //! are re-derived from the model at each invoke (cheap, and keeps the arena small).
 //!
 //! ```
@@ -32,14 +33,20 @@
 //! 3. a `run` match arm: `self.location(..)` for each tensor, `self.split()`, then
 //!    `io(acts, base, [in0, in1, ...], out)` yields the N input slices (shared; constants come
 //!    from the model) and the output slice (exclusive), and the kernel's `eval` is called;
-//! 4. if it needs per-channel data, a size in `Bound::blob_bytes` and a fill in `init_blob`.
+//! 4. if it needs per-channel data or a table, a size in `Bound::blob_bytes` and a fill in
+//!    `init_blob` (and skip recomputing it in `bind` when `full` is false).
 
 use crate::bytes::{
     as_f64, as_f64_mut, as_i32, as_i32_mut, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u32_word,
 };
 use crate::error::{Error, Result};
-use crate::kernels::{conv, dequantize, fully_connected, mean, quantize, reshape};
-use crate::model::{DType, Model, OperatorInfo, TensorInfo};
+use crate::kernels::activations::{self, FusedActivation, ReluKind};
+use crate::kernels::depthwise_conv::{self, Padding};
+use crate::kernels::{
+    add, concatenation, conv, dequantize, fully_connected, hard_swish, logistic, mean, mul, pad,
+    pooling, quantize, reshape, softmax,
+};
+use crate::model::{DType, Model, OperatorInfo, TensorInfo, MAX_RANK};
 use crate::plan::{self, align_up, ALIGN, MAX_PLANNED_TENSORS, NONE, WORDS_PER_TENSOR};
 use crate::tflite::schema::{self, builtin_operator as opc, builtin_options};
 
@@ -75,7 +82,7 @@ fn layout(model: &Model, recs: &mut [u32]) -> Result<Layout> {
     let mut blobs_bytes = 0usize;
     for i in 0..model.num_operators() {
         let op = model.operator(i)?;
-        let b = bind(model, &op)?;
+        let b = bind(model, &op, true)?;
         blobs_bytes = align_up(b.blob_bytes())
             .and_then(|n| n.checked_add(blobs_bytes))
             .ok_or_else(overflow)?;
@@ -151,14 +158,75 @@ enum Bound<'m> {
         input: TensorInfo<'m>,
         output: TensorInfo<'m>,
     },
+    DepthwiseConv {
+        params: depthwise_conv::DepthwiseConvParams,
+        input: TensorInfo<'m>,
+        filter: TensorInfo<'m>,
+        bias: Option<&'m [u8]>,
+        output: TensorInfo<'m>,
+    },
+    Add {
+        params: add::AddParams,
+        a: TensorInfo<'m>,
+        b: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    Mul {
+        params: mul::MulParams,
+        a: TensorInfo<'m>,
+        b: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    Pool {
+        params: pooling::PoolParams,
+        input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    Pad {
+        params: pad::PadParams,
+        input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    /// The inputs are re-read from the operator at run time (there may be up to
+    /// [`MAX_CONCAT_INPUTS`] of them).
+    Concat {
+        params: concatenation::ConcatParams,
+        output: TensorInfo<'m>,
+    },
+    Softmax {
+        params: softmax::SoftmaxParams,
+        input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    /// The 256-entry table lives in the op blob (built once at init).
+    Logistic {
+        input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    HardSwish {
+        params: hard_swish::HardSwishParams,
+        input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    Relu {
+        params: activations::ReluParams,
+        input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
 }
 
+/// Most inputs a CONCATENATION may have (TFLite Micro allows 10).
+pub const MAX_CONCAT_INPUTS: usize = 16;
+
 impl Bound<'_> {
-    /// Persistent bytes the op needs (per channel: two i32 for conv, one f64 for FC).
+    /// Persistent bytes the op needs (per channel: two i32 for conv and depthwise, one f64 for
+    /// FC; LOGISTIC's 256-byte table).
     fn blob_bytes(&self) -> usize {
         match self {
             Bound::Conv { params, .. } => params.out_c * 8,
             Bound::FullyConnected { params, .. } => params.out_depth * 8,
+            Bound::DepthwiseConv { params, .. } => params.filter_shape[3] * 8,
+            Bound::Logistic { .. } => 256,
             _ => 0,
         }
     }
@@ -173,7 +241,10 @@ fn output_tensor<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, i: usize) -> Resu
     let t = op.output(i).ok_or(op.invalid("missing output tensor"))?;
     let info = model.tensor(t)?;
     if info.data.is_some() {
-        return Err(op.invalid("output tensor is constant"));
+        return Err(op.invalid_tensor(&info, "output tensor is constant"));
+    }
+    if (0..op.inputs.len()).any(|k| op.input(k) == Some(t)) {
+        return Err(op.invalid_tensor(&info, "operator writes one of its own inputs"));
     }
     Ok(info)
 }
@@ -182,7 +253,7 @@ fn expect_type(op: &OperatorInfo, t: &TensorInfo, ty: DType, what: &'static str)
     if t.dtype == ty {
         Ok(())
     } else {
-        Err(op.invalid(what))
+        Err(op.invalid_tensor(t, what))
     }
 }
 
@@ -190,16 +261,85 @@ fn per_tensor_quant(op: &OperatorInfo, t: &TensorInfo, what: &'static str) -> Re
     if t.quant.len() == 1 {
         Ok(())
     } else {
-        Err(op.invalid(what))
+        Err(op.invalid_tensor(t, what))
     }
+}
+
+/// An int8 activation tensor with per-tensor quantisation; returns `(scale, zero point)` with
+/// the zero point checked to fit int8.
+fn int8_activation(op: &OperatorInfo, t: &TensorInfo) -> Result<(f32, i32)> {
+    expect_type(op, t, DType::Int8, "must be int8")?;
+    per_tensor_quant(
+        op,
+        t,
+        "needs per-tensor quantisation (one scale and zero point)",
+    )?;
+    let zp = i32::try_from(t.zero_point())
+        .ok()
+        .filter(|z| (-128..=127).contains(z))
+        .ok_or(op.invalid_tensor(t, "zero point outside the int8 range"))?;
+    Ok((t.scale(), zp))
 }
 
 fn dims4(op: &OperatorInfo, t: &TensorInfo, what: &'static str) -> Result<[usize; 4]> {
     let s = t.shape;
     if s.rank() != 4 {
-        return Err(op.invalid(what));
+        return Err(op.invalid_tensor(t, what));
     }
     Ok([s.dim(0), s.dim(1), s.dim(2), s.dim(3)])
+}
+
+/// A shape as usize dimensions on the stack; use `&dims[..rank]`.
+fn udims(t: &TensorInfo) -> ([usize; MAX_RANK], usize) {
+    let mut d = [0usize; MAX_RANK];
+    for (k, v) in d.iter_mut().enumerate().take(t.shape.rank()) {
+        *v = t.shape.dim(k);
+    }
+    (d, t.shape.rank())
+}
+
+/// A stride, dilation or window option: must be at least 1.
+fn positive(op: &OperatorInfo, v: i32, what: &'static str) -> Result<usize> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or(op.invalid(what))
+}
+
+fn fused(op: &OperatorInfo, code: i8) -> Result<FusedActivation> {
+    kern(op, FusedActivation::from_schema(code))
+}
+
+fn padding_option(op: &OperatorInfo, code: i8) -> Result<Padding> {
+    kern(op, Padding::from_schema(code))
+}
+
+/// The options table if present with tag `tag`; `None` when absent (defaults apply); an error
+/// when another options type is attached.
+fn options_or_default<'m>(
+    op: &OperatorInfo<'m>,
+    tag: u8,
+) -> Result<Option<crate::tflite::reader::Table<'m>>> {
+    match op.options {
+        None => Ok(None),
+        Some(t) if op.options_type == tag => Ok(Some(t)),
+        Some(_) => Err(op.invalid("options table of the wrong type")),
+    }
+}
+
+/// `(input, (scale, zero point), output, (scale, zero point))` of an elementwise operator.
+type Unary<'m> = (TensorInfo<'m>, (f32, i32), TensorInfo<'m>, (f32, i32));
+
+/// Single int8 input, single int8 output of the same shape (elementwise activations).
+fn unary_int8<'m>(model: &Model<'m>, op: &OperatorInfo<'m>) -> Result<Unary<'m>> {
+    let input = input_tensor(model, op, 0)?;
+    let output = output_tensor(model, op, 0)?;
+    let iq = int8_activation(op, &input)?;
+    let oq = int8_activation(op, &output)?;
+    if input.shape != output.shape {
+        return Err(op.invalid_tensor(&output, "output shape differs from the input shape"));
+    }
+    Ok((input, iq, output, oq))
 }
 
 /// The options table when the union tag matches `tag`.
@@ -261,8 +401,10 @@ fn kern<T>(op: &OperatorInfo, r: core::result::Result<T, &'static str>) -> Resul
     r.map_err(|reason| op.invalid(reason))
 }
 
-/// Validates operator `op` and derives its kernel parameters.
-fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>) -> Result<Bound<'m>> {
+/// Validates operator `op` and derives its kernel parameters. `full` is false on the invoke
+/// path, where the operator was already validated at init and only the work whose result lives
+/// in the op blob (LOGISTIC's table) is skipped.
+fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Bound<'m>> {
     match op.opcode {
         opc::CONV_2D => {
             let input = input_tensor(model, op, 0)?;
@@ -380,15 +522,18 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>) -> Result<Bound<'m>> {
         opc::DEQUANTIZE => {
             let input = input_tensor(model, op, 0)?;
             let output = output_tensor(model, op, 0)?;
-            expect_type(op, &input, DType::Int8, "input must be int8")?;
             expect_type(op, &output, DType::Float32, "output must be float32")?;
             per_tensor_quant(op, &input, "input needs per-tensor quantisation")?;
             if input.num_elements() != output.num_elements() {
                 return Err(op.invalid("input and output element counts differ"));
             }
-            let params = kern(op, dequantize::prepare(input.scale(), input.zero_point()))?;
+            let params = match input.dtype {
+                DType::Int8 => dequantize::prepare(input.scale(), input.zero_point()),
+                DType::UInt8 => dequantize::prepare_uint8(input.scale(), input.zero_point()),
+                _ => return Err(op.invalid_tensor(&input, "input must be int8 or uint8")),
+            };
             Ok(Bound::Dequantize {
-                params,
+                params: kern(op, params)?,
                 input,
                 output,
             })
@@ -447,6 +592,302 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>) -> Result<Bound<'m>> {
                 output,
             })
         }
+        opc::DEPTHWISE_CONV_2D => {
+            let input = input_tensor(model, op, 0)?;
+            let filter = input_tensor(model, op, 1)?;
+            let output = output_tensor(model, op, 0)?;
+            let (in_s, in_zp) = int8_activation(op, &input)?;
+            let (out_s, out_zp) = int8_activation(op, &output)?;
+            let fd = dims4(op, &filter, "filter must be 4-D [1, KH, KW, C * M]")?;
+            expect_type(op, &filter, DType::Int8, "filter must be int8")?;
+            if filter.data.is_none() {
+                return Err(op.invalid_tensor(&filter, "filter must be constant"));
+            }
+            let n = filter.quant.len();
+            if n != 1 && !(n == fd[3] && filter.quant.quantized_dimension == 3) {
+                return Err(op.invalid_tensor(
+                    &filter,
+                    "filter needs one scale or one per output channel on dimension 3",
+                ));
+            }
+            if (0..n).any(|c| filter.quant.zero_point(c) != 0) {
+                return Err(op.invalid_tensor(&filter, "filter zero points must be 0"));
+            }
+            let bias = check_bias(model, op, fd[3])?;
+            use schema::depthwise_conv2d_options as f;
+            let o = options(
+                op,
+                builtin_options::DEPTHWISE_CONV2D_OPTIONS,
+                "missing DepthwiseConv2DOptions",
+            )?;
+            let in_dims = dims4(op, &input, "input must be 4-D (NHWC)")?;
+            // TFLite derives the multiplier from the channel counts when the option is 0.
+            let dm = match o.i32(f::DEPTH_MULTIPLIER, 0)? {
+                0 if in_dims[3] > 0 => fd[3] / in_dims[3],
+                m => positive(op, m, "depth_multiplier must be positive")?,
+            };
+            let params = kern(
+                op,
+                depthwise_conv::prepare(
+                    in_dims,
+                    fd,
+                    dims4(op, &output, "output must be 4-D (NHWC)")?,
+                    [
+                        positive(op, o.i32(f::STRIDE_H, 0)?, "stride_h must be positive")?,
+                        positive(op, o.i32(f::STRIDE_W, 0)?, "stride_w must be positive")?,
+                    ],
+                    [
+                        positive(
+                            op,
+                            o.i32(f::DILATION_H_FACTOR, 1)?,
+                            "dilation_h must be positive",
+                        )?,
+                        positive(
+                            op,
+                            o.i32(f::DILATION_W_FACTOR, 1)?,
+                            "dilation_w must be positive",
+                        )?,
+                    ],
+                    padding_option(op, o.i8(f::PADDING, schema::padding::SAME)?)?,
+                    dm,
+                    fused(op, o.i8(f::FUSED_ACTIVATION_FUNCTION, 0)?)?,
+                    in_s,
+                    in_zp,
+                    out_s,
+                    out_zp,
+                ),
+            )?;
+            Ok(Bound::DepthwiseConv {
+                params,
+                input,
+                filter,
+                bias,
+                output,
+            })
+        }
+        opc::ADD | opc::MUL => {
+            let a = input_tensor(model, op, 0)?;
+            let b = input_tensor(model, op, 1)?;
+            let output = output_tensor(model, op, 0)?;
+            let (a_s, a_zp) = int8_activation(op, &a)?;
+            let (b_s, b_zp) = int8_activation(op, &b)?;
+            let (o_s, o_zp) = int8_activation(op, &output)?;
+            let (ad, ar) = udims(&a);
+            let (bd, br) = udims(&b);
+            let (od, or) = udims(&output);
+            let (ad, bd, od) = (&ad[..ar], &bd[..br], &od[..or]);
+            if op.opcode == opc::ADD {
+                use schema::add_options as f;
+                let o = options_or_default(op, builtin_options::ADD_OPTIONS)?;
+                let act = fused(
+                    op,
+                    o.map_or(Ok(0), |o| o.i8(f::FUSED_ACTIVATION_FUNCTION, 0))?,
+                )?;
+                let params = kern(
+                    op,
+                    add::prepare(a_s, a_zp, b_s, b_zp, o_s, o_zp, act, ad, bd, od),
+                )?;
+                Ok(Bound::Add {
+                    params,
+                    a,
+                    b,
+                    output,
+                })
+            } else {
+                use schema::mul_options as f;
+                let o = options_or_default(op, builtin_options::MUL_OPTIONS)?;
+                let act = fused(
+                    op,
+                    o.map_or(Ok(0), |o| o.i8(f::FUSED_ACTIVATION_FUNCTION, 0))?,
+                )?;
+                let params = kern(
+                    op,
+                    mul::prepare(a_s, a_zp, b_s, b_zp, o_s, o_zp, act, ad, bd, od),
+                )?;
+                Ok(Bound::Mul {
+                    params,
+                    a,
+                    b,
+                    output,
+                })
+            }
+        }
+        opc::AVERAGE_POOL_2D | opc::MAX_POOL_2D => {
+            let input = input_tensor(model, op, 0)?;
+            let output = output_tensor(model, op, 0)?;
+            int8_activation(op, &input)?;
+            let (o_s, o_zp) = int8_activation(op, &output)?;
+            use schema::pool2d_options as f;
+            let o = options(op, builtin_options::POOL2D_OPTIONS, "missing Pool2DOptions")?;
+            let kind = if op.opcode == opc::MAX_POOL_2D {
+                pooling::PoolKind::Max
+            } else {
+                pooling::PoolKind::Average
+            };
+            let params = kern(
+                op,
+                pooling::prepare(
+                    kind,
+                    dims4(op, &input, "input must be 4-D (NHWC)")?,
+                    dims4(op, &output, "output must be 4-D (NHWC)")?,
+                    [
+                        positive(
+                            op,
+                            o.i32(f::FILTER_HEIGHT, 0)?,
+                            "filter_height must be positive",
+                        )?,
+                        positive(
+                            op,
+                            o.i32(f::FILTER_WIDTH, 0)?,
+                            "filter_width must be positive",
+                        )?,
+                    ],
+                    [
+                        positive(op, o.i32(f::STRIDE_H, 0)?, "stride_h must be positive")?,
+                        positive(op, o.i32(f::STRIDE_W, 0)?, "stride_w must be positive")?,
+                    ],
+                    padding_option(op, o.i8(f::PADDING, schema::padding::SAME)?)?,
+                    fused(op, o.i8(f::FUSED_ACTIVATION_FUNCTION, 0)?)?,
+                    o_s,
+                    o_zp,
+                ),
+            )?;
+            Ok(Bound::Pool {
+                params,
+                input,
+                output,
+            })
+        }
+        opc::PAD => {
+            let input = input_tensor(model, op, 0)?;
+            let paddings = input_tensor(model, op, 1)?;
+            let output = output_tensor(model, op, 0)?;
+            int8_activation(op, &input)?;
+            let (_, o_zp) = int8_activation(op, &output)?;
+            let data = paddings
+                .data
+                .ok_or(op.invalid_tensor(&paddings, "paddings must be constant"))?;
+            let rank = input.shape.rank();
+            if paddings.shape.dims() != [rank as i32, 2] {
+                return Err(
+                    op.invalid_tensor(&paddings, "paddings must have shape [input rank, 2]")
+                );
+            }
+            let mut pads = [0i32; 2 * MAX_RANK];
+            let pads = pads
+                .get_mut(..2 * rank)
+                .ok_or(op.invalid_tensor(&input, "rank too high"))?;
+            match paddings.dtype {
+                DType::Int32 => {
+                    for (p, c) in pads.iter_mut().zip(data.chunks_exact(4)) {
+                        *p = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    }
+                }
+                DType::Int64 => {
+                    for (p, c) in pads.iter_mut().zip(data.chunks_exact(8)) {
+                        let v =
+                            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                        *p = i32::try_from(v).map_err(|_| {
+                            op.invalid_tensor(&paddings, "padding value does not fit int32")
+                        })?;
+                    }
+                }
+                _ => return Err(op.invalid_tensor(&paddings, "paddings must be int32 or int64")),
+            }
+            let (id, ir) = udims(&input);
+            let (od, or) = udims(&output);
+            let params = kern(op, pad::prepare(&id[..ir], pads, &od[..or], o_zp))?;
+            Ok(Bound::Pad {
+                params,
+                input,
+                output,
+            })
+        }
+        opc::CONCATENATION => {
+            let output = output_tensor(model, op, 0)?;
+            let oq = int8_activation(op, &output)?;
+            let n = op.inputs.len();
+            if n == 0 || n > MAX_CONCAT_INPUTS {
+                return Err(op.invalid("CONCATENATION takes 1 to 16 inputs"));
+            }
+            let mut dims = [[0usize; MAX_RANK]; MAX_CONCAT_INPUTS];
+            let mut ranks = [0usize; MAX_CONCAT_INPUTS];
+            let mut quants = [(0f32, 0i32); MAX_CONCAT_INPUTS];
+            for k in 0..n {
+                let t = input_tensor(model, op, k)?;
+                quants[k] = int8_activation(op, &t)?;
+                (dims[k], ranks[k]) = udims(&t);
+            }
+            let mut shapes: [&[usize]; MAX_CONCAT_INPUTS] = [&[]; MAX_CONCAT_INPUTS];
+            for k in 0..n {
+                shapes[k] = &dims[k][..ranks[k]];
+            }
+            use schema::concatenation_options as f;
+            let o = options(
+                op,
+                builtin_options::CONCATENATION_OPTIONS,
+                "missing ConcatenationOptions",
+            )?;
+            fused(op, o.i8(f::FUSED_ACTIVATION_FUNCTION, 0)?)?;
+            let (od, or) = udims(&output);
+            let params = kern(
+                op,
+                concatenation::prepare(
+                    &shapes[..n],
+                    &quants[..n],
+                    &od[..or],
+                    oq,
+                    o.i32(f::AXIS, 0)?,
+                ),
+            )?;
+            Ok(Bound::Concat { params, output })
+        }
+        opc::SOFTMAX => {
+            let (input, (i_s, _), output, (o_s, o_zp)) = unary_int8(model, op)?;
+            let o = options(
+                op,
+                builtin_options::SOFTMAX_OPTIONS,
+                "missing SoftmaxOptions",
+            )?;
+            let beta = o.f32(schema::softmax_options::BETA, 0.0)?;
+            let (d, r) = udims(&input);
+            let params = kern(op, softmax::prepare(i_s, beta, o_s, o_zp, &d[..r]))?;
+            Ok(Bound::Softmax {
+                params,
+                input,
+                output,
+            })
+        }
+        opc::LOGISTIC => {
+            let (input, (i_s, i_zp), output, (o_s, o_zp)) = unary_int8(model, op)?;
+            if full {
+                kern(op, logistic::prepare(i_s, i_zp, o_s, o_zp))?;
+            }
+            Ok(Bound::Logistic { input, output })
+        }
+        opc::HARD_SWISH => {
+            let (input, (i_s, i_zp), output, (o_s, o_zp)) = unary_int8(model, op)?;
+            let params = kern(op, hard_swish::prepare(i_s, i_zp, o_s, o_zp))?;
+            Ok(Bound::HardSwish {
+                params,
+                input,
+                output,
+            })
+        }
+        opc::RELU | opc::RELU6 | opc::RELU_N1_TO_1 => {
+            let (input, (i_s, i_zp), output, (o_s, o_zp)) = unary_int8(model, op)?;
+            let kind = match op.opcode {
+                opc::RELU => ReluKind::Relu,
+                opc::RELU6 => ReluKind::Relu6,
+                _ => ReluKind::ReluN1To1,
+            };
+            let params = kern(op, activations::prepare_relu(kind, i_s, i_zp, o_s, o_zp))?;
+            Ok(Bound::Relu {
+                params,
+                input,
+                output,
+            })
+        }
         _ => Err(op.unsupported()),
     }
 }
@@ -487,7 +928,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let mut blob = table_start + lay.table_bytes;
         for i in 0..model.num_operators() {
             let op = model.operator(i)?;
-            let b = bind(&model, &op)?;
+            let b = bind(&model, &op, true)?;
             let n = b.blob_bytes();
             let (head, rest) = arena.split_at_mut(blob);
             let word = if n == 0 { NONE } else { blob as u32 };
@@ -560,7 +1001,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     pub fn invoke(&mut self) -> Result<()> {
         for i in 0..self.model.num_operators() {
             let op = self.model.operator(i)?;
-            let b = bind(&self.model, &op)?;
+            let b = bind(&self.model, &op, false)?;
             self.run(&op, &b)?;
         }
         Ok(())
@@ -630,7 +1071,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let (i, o) = (self.location(&input)?, self.location(&output)?);
                 let (_, acts, base) = self.split();
                 let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                dequantize::eval(params, as_i8(x), y);
+                if input.dtype == DType::UInt8 {
+                    dequantize::eval_uint8(params, x, y);
+                } else {
+                    dequantize::eval(params, as_i8(x), y);
+                }
             }
             Bound::Mean {
                 ref params,
@@ -651,6 +1096,128 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let (_, acts, base) = self.split();
                 let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
                 reshape::eval(params, x, y);
+            }
+            Bound::DepthwiseConv {
+                ref params,
+                input,
+                filter,
+                bias,
+                output,
+            } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (persist, acts, base) = self.split();
+                let (mult, shift) =
+                    blob(persist, blob_at, params.filter_shape[3]).ok_or_else(bad_arena)?;
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                depthwise_conv::eval_split(
+                    params,
+                    mult,
+                    shift,
+                    as_i8(x),
+                    as_i8(filter.data.unwrap_or(&[])),
+                    bias,
+                    as_i8_mut(y),
+                );
+            }
+            Bound::Add {
+                ref params,
+                a,
+                b,
+                output,
+            } => {
+                let (la, lb) = (self.location(&a)?, self.location(&b)?);
+                let o = self.location(&output)?;
+                let (_, acts, base) = self.split();
+                let ([x1, x2], y) = io(acts, base, [la, lb], o).ok_or_else(bad_arena)?;
+                add::eval(params, as_i8(x1), as_i8(x2), as_i8_mut(y));
+            }
+            Bound::Mul {
+                ref params,
+                a,
+                b,
+                output,
+            } => {
+                let (la, lb) = (self.location(&a)?, self.location(&b)?);
+                let o = self.location(&output)?;
+                let (_, acts, base) = self.split();
+                let ([x1, x2], y) = io(acts, base, [la, lb], o).ok_or_else(bad_arena)?;
+                mul::eval(params, as_i8(x1), as_i8(x2), as_i8_mut(y));
+            }
+            Bound::Pool {
+                ref params,
+                input,
+                output,
+            } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (_, acts, base) = self.split();
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                pooling::eval(params, as_i8(x), as_i8_mut(y));
+            }
+            Bound::Pad {
+                ref params,
+                input,
+                output,
+            } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (_, acts, base) = self.split();
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                pad::eval(params, as_i8(x), as_i8_mut(y));
+            }
+            Bound::Concat { ref params, output } => {
+                let n = op.inputs.len().min(MAX_CONCAT_INPUTS);
+                let mut locs = [Loc::Const(&[]); MAX_CONCAT_INPUTS];
+                for (k, l) in locs.iter_mut().enumerate().take(n) {
+                    *l = self.location(&input_tensor(&self.model, op, k)?)?;
+                }
+                let o = self.location(&output)?;
+                let (_, acts, base) = self.split();
+                let (xs, y) = io(acts, base, locs, o).ok_or_else(bad_arena)?;
+                let mut ins: [&[i8]; MAX_CONCAT_INPUTS] = [&[]; MAX_CONCAT_INPUTS];
+                for (d, x) in ins.iter_mut().zip(xs) {
+                    *d = as_i8(x);
+                }
+                concatenation::eval(params, ins.get(..n).unwrap_or(&[]), as_i8_mut(y));
+            }
+            Bound::Softmax {
+                ref params,
+                input,
+                output,
+            } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (_, acts, base) = self.split();
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                softmax::eval(params, as_i8(x), as_i8_mut(y));
+            }
+            Bound::Logistic { input, output } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (persist, acts, base) = self.split();
+                let table = table_blob(persist, blob_at).ok_or_else(bad_arena)?;
+                let mut params = logistic::LogisticParams { table: [0; 256] };
+                for (d, &v) in params.table.iter_mut().zip(table) {
+                    *d = v as i8;
+                }
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                logistic::eval(&params, as_i8(x), as_i8_mut(y));
+            }
+            Bound::HardSwish {
+                ref params,
+                input,
+                output,
+            } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (_, acts, base) = self.split();
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                hard_swish::eval(params, as_i8(x), as_i8_mut(y));
+            }
+            Bound::Relu {
+                ref params,
+                input,
+                output,
+            } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (_, acts, base) = self.split();
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                activations::eval_relu(params, as_i8(x), as_i8_mut(y));
             }
         }
         Ok(())
@@ -719,6 +1286,15 @@ fn blob(persist: &[u8], at: u32, channels: usize) -> Option<(&[i32], &[i32])> {
     Some(words.split_at(channels))
 }
 
+/// LOGISTIC's 256-byte table.
+fn table_blob(persist: &[u8], at: u32) -> Option<&[u8]> {
+    if at == NONE {
+        return None;
+    }
+    let at = at as usize;
+    persist.get(at..at.checked_add(256)?)
+}
+
 /// The per-channel real scales of a FULLY_CONNECTED blob.
 fn real_blob(persist: &[u8], at: u32, channels: usize) -> Option<&[f64]> {
     if at == NONE {
@@ -767,6 +1343,38 @@ fn init_blob(op: &OperatorInfo, b: &Bound, bytes: &mut [u8]) -> Result<()> {
                     scales,
                 ),
             )
+        }
+        Bound::DepthwiseConv {
+            input,
+            filter,
+            output,
+            params,
+            ..
+        } => {
+            let words = as_i32_mut(bytes).ok_or_else(misaligned)?;
+            let (mult, shift) = words.split_at_mut(params.filter_shape[3]);
+            let n = filter.quant.len();
+            for (c, (m, s)) in mult.iter_mut().zip(shift.iter_mut()).enumerate() {
+                let fs = filter.quant.scale(if n == 1 { 0 } else { c });
+                let q = depthwise_conv::prepare_channel(input.scale(), fs, output.scale());
+                if q.shift > crate::quant::MAX_LEFT_SHIFT {
+                    return Err(op.invalid_tensor(
+                        filter,
+                        "requantisation multiplier input_scale * filter_scale / output_scale is 2^30 or more",
+                    ));
+                }
+                (*m, *s) = (q.multiplier, q.shift);
+            }
+            Ok(())
+        }
+        Bound::Logistic { input, output } => {
+            let (i_s, i_zp) = int8_activation(op, input)?;
+            let (o_s, o_zp) = int8_activation(op, output)?;
+            let p = kern(op, logistic::prepare(i_s, i_zp, o_s, o_zp))?;
+            for (d, &v) in bytes.iter_mut().zip(p.table.iter()) {
+                *d = v as u8;
+            }
+            Ok(())
         }
         _ => Ok(()),
     }

@@ -250,6 +250,19 @@ impl<'a> OperatorInfo<'a> {
         }
     }
 
+    /// Error: tensor `t` is invalid as an operand of this operator, for `reason`.
+    pub fn invalid_tensor(&self, t: &TensorInfo, reason: &'static str) -> Error {
+        Error::InvalidOperand {
+            op_index: self.index,
+            opcode: self.opcode,
+            name: self.name(),
+            version: self.version,
+            tensor: t.index,
+            tensor_name: t.error_name(),
+            reason,
+        }
+    }
+
     /// Error: this operator is not implemented.
     pub fn unsupported(&self) -> Error {
         Error::UnsupportedOperator {

@@ -30,13 +30,20 @@ pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 /// rounding right shift: two roundings).
 #[inline]
 pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
-    let left_shift = shift.max(0);
-    let right_shift = (-shift).max(0);
+    // Shifts are clamped to 0..=31 so that no multiplier (even one a kernel failed to reject)
+    // can make this panic; TFLite's C++ is undefined behaviour outside that range.
+    let left_shift = shift.clamp(0, 31);
+    let right_shift = shift.saturating_neg().clamp(0, 31);
     rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(x.wrapping_mul(1i32 << left_shift), multiplier),
         right_shift,
     )
 }
+
+/// Largest left shift a convolution's per-channel multiplier may have (`real < 2^30`): larger
+/// ones overflow TFLite's `x * (1 << shift)` in C++ (undefined behaviour), so models with them
+/// are rejected.
+pub const MAX_LEFT_SHIFT: i32 = 30;
 
 /// A real multiplier as TFLite stores it: `real ~= multiplier * 2^(shift - 31)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -226,6 +233,10 @@ mod tests {
             }
         );
         // 100 * 0.25 = 25
+        // Out-of-range shifts (only reachable from a kernel that failed to reject them) do not
+        // panic: clamped to 31 either way.
+        assert_eq!(multiply_by_quantized_multiplier(1000, 1 << 30, -200), 0);
+        let _ = multiply_by_quantized_multiplier(1000, 1 << 30, 200);
         assert_eq!(QuantizedMultiplier::from_f64(0.25).apply(100), 25);
         // 10 * 0.25 = 2.5 -> 3
         assert_eq!(QuantizedMultiplier::from_f64(0.25).apply(10), 3);

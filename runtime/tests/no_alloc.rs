@@ -28,13 +28,16 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn init_and_invoke_allocate_nothing() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/core/");
-    // The pipeline runs every core kernel; the conv and FC fixtures add per-channel blobs.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    // The pipeline runs the core kernels; the conv and FC fixtures add per-channel blobs;
+    // nets/all_ops uses every operator the interpreter runs (20 of them, LOGISTIC's table and
+    // the depthwise multipliers in op blobs, a 3-input CONCATENATION).
     for name in [
-        "pipeline_u8_classifier",
-        "conv_same_s2_pc_relu6",
-        "fc_pc_bias_relu",
-        "mean_lastaxis_same",
+        "core/pipeline_u8_classifier",
+        "core/conv_same_s2_pc_relu6",
+        "core/fc_pc_bias_relu",
+        "core/mean_lastaxis_same",
+        "nets/all_ops",
     ] {
         let bytes = std::fs::read(format!("{dir}{name}.tflite")).unwrap();
         let input = vec![7u8; 1 << 16];
@@ -64,5 +67,15 @@ fn init_and_invoke_allocate_nothing() {
         );
         // Use the result so the work cannot be optimised away.
         assert!(checksum < u64::MAX);
+        if name == "nets/all_ops" {
+            let mut codes: Vec<i32> = model.operators().map(|o| o.unwrap().opcode).collect();
+            codes.sort_unstable();
+            codes.dedup();
+            assert_eq!(
+                codes.len(),
+                20,
+                "all_ops covers every wired operator: {codes:?}"
+            );
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! Malformed models must produce errors, never panics: truncated and randomly mutated fixture
 //! bytes go through `from_bytes`, then (when accepted) `arena_size`, `Interpreter::new` and
-//! `invoke`. 4,000 deterministic mutations across four models by default (plus truncations).
+//! `invoke`. By default 2,500 deterministic mutations of each of five models (four core fixtures
+//! and `nets/all_ops`, which uses every operator), plus truncations: more than 12,000 models.
+//! Mutations are bit flips, random bytes, extreme 4-byte words, small bytes in the tables, and
+//! field mutations (words that look like dimensions/strides/indices or like scales set to edge
+//! values). `KDRUNTIME_MUTATIONS=N` sets the per-model count.
 
 use kdruntime::{Error, Interpreter, Model};
 
@@ -24,8 +28,14 @@ const ARENA_CAP: usize = 1 << 22;
 #[derive(Default, Debug)]
 struct Outcome {
     rejected_at_load: usize,
+    /// `arena_size` (planning and operator validation) refused it.
     rejected_at_plan: usize,
-    ran: usize,
+    /// `Interpreter::new` refused it (or the plan exceeded the test's arena cap).
+    rejected_at_init: usize,
+    /// `invoke` ran to completion.
+    ran_ok: usize,
+    /// `invoke` returned an error.
+    ran_err: usize,
 }
 
 fn exercise(bytes: &[u8], out: &mut Outcome) {
@@ -53,7 +63,7 @@ fn exercise(bytes: &[u8], out: &mut Outcome) {
         }
     };
     if need > ARENA_CAP {
-        out.rejected_at_plan += 1;
+        out.rejected_at_init += 1;
         return;
     }
     let mut arena = vec![0u8; need];
@@ -64,22 +74,28 @@ fn exercise(bytes: &[u8], out: &mut Outcome) {
                 !matches!(e, Error::ArenaTooSmall { .. }),
                 "arena_size and new disagree: {e}"
             );
-            out.rejected_at_plan += 1;
+            out.rejected_at_init += 1;
             return;
         }
     };
     if let Ok(input) = interp.input_mut(0) {
         input.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
     }
-    if interp.invoke().is_ok() {
-        let _ = interp.output(0).map(|o| o.len());
+    match interp.invoke() {
+        Ok(()) => {
+            let _ = interp.output(0).map(|o| o.len());
+            out.ran_ok += 1;
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            out.ran_err += 1;
+        }
     }
-    out.ran += 1;
 }
 
 #[test]
 fn truncated_and_mutated_models_never_panic() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/core/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut out = Outcome::default();
     let mut total = 0;
@@ -87,12 +103,13 @@ fn truncated_and_mutated_models_never_panic() {
     let per_model: usize = std::env::var("KDRUNTIME_MUTATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(2500);
     for name in [
-        "pipeline_u8_classifier",
-        "conv_same_s2_d2_5x5",
-        "fc_pt_bias",
-        "mean_negaxes_keep_float",
+        "core/pipeline_u8_classifier",
+        "core/conv_same_s2_d2_5x5",
+        "core/fc_pt_bias",
+        "core/mean_negaxes_keep_float",
+        "nets/all_ops",
     ] {
         let original = std::fs::read(format!("{dir}{name}.tflite")).unwrap();
         exercise(&original, &mut out);
@@ -103,7 +120,7 @@ fn truncated_and_mutated_models_never_panic() {
         }
         for i in 0..per_model {
             let mut m = original.clone();
-            match i % 4 {
+            match i % 6 {
                 // 1-4 random bit flips
                 0 => (0..1 + rng.below(4)).for_each(|_| {
                     let p = rng.below(m.len());
@@ -127,6 +144,46 @@ fn truncated_and_mutated_models_never_panic() {
                     ][rng.below(6)];
                     m[p..p + 4].copy_from_slice(&v.to_le_bytes());
                 }
+                // a field that looks like a dimension, stride, index or enum (a small
+                // aligned int32) set to an edge value
+                4 => {
+                    let small: Vec<usize> = (0..m.len() / 4)
+                        .map(|w| 4 * w)
+                        .filter(|&p| {
+                            let v = i32::from_le_bytes(m[p..p + 4].try_into().unwrap());
+                            (1..=64).contains(&v)
+                        })
+                        .collect();
+                    if let Some(&p) = small.get(rng.below(small.len().max(1))) {
+                        let v = [0i32, 1, 2, 3, 7, 255, -1, -2, i32::MAX, i32::MIN][rng.below(10)];
+                        m[p..p + 4].copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                // a field that looks like a scale or beta (a plausible positive float) set to
+                // zero, negative, huge, tiny, NaN or infinity
+                5 => {
+                    let floats: Vec<usize> = (0..m.len() / 4)
+                        .map(|w| 4 * w)
+                        .filter(|&p| {
+                            let v = f32::from_le_bytes(m[p..p + 4].try_into().unwrap());
+                            (1e-6..1e3).contains(&v)
+                        })
+                        .collect();
+                    if let Some(&p) = floats.get(rng.below(floats.len().max(1))) {
+                        let old = f32::from_le_bytes(m[p..p + 4].try_into().unwrap());
+                        let v = [
+                            0.0,
+                            -old,
+                            old * 1e6,
+                            old * 1e-6,
+                            f32::NAN,
+                            f32::INFINITY,
+                            f32::MIN_POSITIVE / 4.0,
+                            f32::MAX,
+                        ][rng.below(8)];
+                        m[p..p + 4].copy_from_slice(&v.to_le_bytes());
+                    }
+                }
                 // a small value written into the first quarter (tables, vtables, shapes)
                 _ => {
                     let p = rng.below(m.len() / 4);
@@ -137,8 +194,22 @@ fn truncated_and_mutated_models_never_panic() {
             total += 1;
         }
     }
-    println!("{total} mutated models: {out:?}");
-    assert!(total >= 4000);
+    println!(
+        "{total} truncated/mutated models: {} rejected at load, {} rejected by arena_size, \
+         {} rejected at init, {} invoked (ok {}, error {})",
+        out.rejected_at_load,
+        out.rejected_at_plan,
+        out.rejected_at_init,
+        out.ran_ok + out.ran_err,
+        out.ran_ok,
+        out.ran_err
+    );
+    if per_model >= 2500 {
+        assert!(total >= 10_000, "{total}");
+    }
     // The mutations must reach every stage, or the test would prove little.
-    assert!(out.rejected_at_load > 100 && out.ran > 100, "{out:?}");
+    assert!(
+        out.rejected_at_load > 100 && out.rejected_at_plan > 100 && out.ran_ok > 100,
+        "{out:?}"
+    );
 }

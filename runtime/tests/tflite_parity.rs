@@ -219,24 +219,3 @@ fn conv_ties_fixture_rejects_other_requantisations() {
     println!("real-scale rounding differs from TFLite's CONV_2D in {bad}/{compared}, single rounding in {single_bad}");
     assert!(bad > 0 && single_bad > 0);
 }
-
-/// A larger random sweep generated on demand (`tools/gen_core_fixtures.py --sweep DIR N`), not
-/// committed; run with `KDRUNTIME_SWEEP_DIR=DIR cargo test --test tflite_parity -- --ignored`.
-#[test]
-#[ignore = "needs a generated sweep directory"]
-fn parity_sweep() {
-    let dir = std::env::var("KDRUNTIME_SWEEP_DIR").expect("KDRUNTIME_SWEEP_DIR");
-    let (mut models, mut total) = (0, 0);
-    for f in load_dir(Path::new(&dir)) {
-        let (compared, bad) = run(&f);
-        assert_eq!(
-            bad, 0,
-            "{} differs from TFLite in {bad}/{compared} values",
-            f.name
-        );
-        models += 1;
-        total += compared;
-    }
-    println!("sweep: {models} models, {total} values, all bit-exact");
-    assert!(models > 0);
-}

@@ -63,10 +63,12 @@ pub enum OpKind {
     Relu,
     /// RELU6.
     Relu6,
+    /// RELU_N1_TO_1.
+    ReluN1To1,
 }
 
 /// Every operator kind, in a fixed order.
-pub const ALL_OPS: [OpKind; 19] = [
+pub const ALL_OPS: [OpKind; 20] = [
     OpKind::Quantize,
     OpKind::Dequantize,
     OpKind::Conv2d,
@@ -86,6 +88,7 @@ pub const ALL_OPS: [OpKind; 19] = [
     OpKind::HardSwish,
     OpKind::Relu,
     OpKind::Relu6,
+    OpKind::ReluN1To1,
 ];
 
 /// A generated model with one random input sample.
@@ -500,9 +503,18 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
             }
             let (a, b) = if r.chance(0.5) { (a, b) } else { (b, a) };
             let out_shape = broadcast(&a, &b);
-            let x1 = g.input("input1", &a, DType::I8, act_quant(r));
-            let x2 = g.input("input2", &b, DType::I8, act_quant(r));
-            let y = g.output(&out_shape, DType::I8, act_quant(r));
+            let (qa, qb, mut qy) = (act_quant(r), act_quant(r), act_quant(r));
+            if kind == OpKind::Add {
+                // TFLite's ADD prepare aborts (TFLITE_CHECK, the whole process) unless
+                // 2 max(input scales) / (2^20 output scale) < 1.
+                let floor = 2.0 * qa.scale[0].max(qb.scale[0]) as f64 / (1u64 << 20) as f64;
+                if qy.scale[0] as f64 <= floor * 1.01 {
+                    qy.scale[0] = (floor * 2.0) as f32;
+                }
+            }
+            let x1 = g.input("input1", &a, DType::I8, qa);
+            let x2 = g.input("input2", &b, DType::I8, qb);
+            let y = g.output(&out_shape, DType::I8, qy);
             let act = activation(r);
             let op = if kind == OpKind::Add {
                 Op::Add { activation: act }
@@ -704,7 +716,12 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
                 &[y],
             );
         }
-        OpKind::Softmax | OpKind::Logistic | OpKind::HardSwish | OpKind::Relu | OpKind::Relu6 => {
+        OpKind::Softmax
+        | OpKind::Logistic
+        | OpKind::HardSwish
+        | OpKind::Relu
+        | OpKind::Relu6
+        | OpKind::ReluN1To1 => {
             let shape = random_shape(r, 1, 4, 6);
             let x = g.input("input", &shape, DType::I8, act_quant(r));
             // int8 SOFTMAX and LOGISTIC require the output scale 1/256 and zero point -128.
@@ -737,6 +754,7 @@ fn build(kind: OpKind, r: &mut Rng, g: &mut Built) {
                 OpKind::Logistic => Op::Logistic,
                 OpKind::HardSwish => Op::HardSwish,
                 OpKind::Relu => Op::Relu,
+                OpKind::ReluN1To1 => Op::ReluN1To1,
                 _ => Op::Relu6,
             };
             g.b.add_op(op, &[x], &[y]);

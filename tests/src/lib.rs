@@ -3,13 +3,17 @@
 //! - [`reference`]: runs a model in the real interpreters (TFLite reference / optimised / XNNPACK,
 //!   TFLite Micro, ONNX Runtime) through `tools/refharness.py`, so a test compares with them in a
 //!   line.
+//! - [`kd`]: runs a model in kdruntime (load, arena, init, invoke) in one call.
 //! - [`rng`]: a small deterministic random generator for test data.
+//! - [`allops`]: a small network using every operator kdruntime runs.
 //! - [`gen`]: random single-operator int8 models built with the kdruntime writer.
 //! - [`nets`]: whole full-integer networks (MobileNetV2, EfficientNet-Lite) with calibrated
 //!   quantisation, for whole-network parity tests, benchmarks and the demo.
 #![deny(missing_docs)]
 
+pub mod allops;
 pub mod gen;
+pub mod kd;
 pub mod nets;
 pub mod reference;
 pub mod rng;

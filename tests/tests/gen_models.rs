@@ -4,7 +4,7 @@
 use kdtests::gen::{self, ALL_OPS};
 use kdtests::reference::{self, Backend};
 
-const COUNT: usize = 304; // 16 models of each of the 19 operators
+const COUNT: usize = 320; // 16 models of each of the 20 operators
 
 #[test]
 fn random_models_run_under_builtin_ref() {

@@ -200,6 +200,9 @@ pub fn populate_multipliers(
         };
         let real = input_scale as f64 * fs as f64 / output_scale as f64;
         let q = QuantizedMultiplier::from_f64(real);
+        if q.shift > crate::quant::MAX_LEFT_SHIFT {
+            return Err("requantisation multiplier input_scale * filter_scale / output_scale is 2^30 or more");
+        }
         *m = q.multiplier;
         *s = q.shift;
     }

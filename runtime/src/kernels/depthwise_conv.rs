@@ -174,13 +174,74 @@ pub fn eval(
     bias: &[i32],
     output: &mut [i8],
 ) {
+    let oc = params.filter_shape[3];
+    if multipliers.len() != oc || !(bias.is_empty() || bias.len() == oc) {
+        debug_assert!(
+            false,
+            "DEPTHWISE_CONV_2D: multiplier or bias count differs from the channels"
+        );
+        return;
+    }
+    eval_with(
+        params,
+        |ch| multipliers.get(ch).copied().unwrap_or_default(),
+        |ch| bias.get(ch).copied(),
+        input,
+        filter,
+        output,
+    );
+}
+
+/// [`eval`] with the per-channel multipliers as separate mantissa and shift arrays (as the
+/// interpreter keeps them in the arena) and the bias as raw little-endian int32 bytes straight
+/// from the model (which need not be 4-byte aligned). Does nothing if any length disagrees.
+pub fn eval_split(
+    params: &DepthwiseConvParams,
+    multipliers: &[i32],
+    shifts: &[i32],
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[u8]>,
+    output: &mut [i8],
+) {
+    let oc = params.filter_shape[3];
+    if multipliers.len() != oc || shifts.len() != oc || bias.is_some_and(|b| b.len() != 4 * oc) {
+        debug_assert!(
+            false,
+            "DEPTHWISE_CONV_2D: multiplier or bias count differs from the channels"
+        );
+        return;
+    }
+    eval_with(
+        params,
+        |ch| QuantizedMultiplier {
+            multiplier: multipliers.get(ch).copied().unwrap_or(0),
+            shift: shifts.get(ch).copied().unwrap_or(0),
+        },
+        |ch| {
+            let b = bias?.get(4 * ch..4 * ch + 4)?;
+            Some(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        },
+        input,
+        filter,
+        output,
+    );
+}
+
+/// The reference loop, with per-channel multiplier and bias lookups supplied by the caller.
+fn eval_with(
+    params: &DepthwiseConvParams,
+    multiplier: impl Fn(usize) -> QuantizedMultiplier,
+    bias: impl Fn(usize) -> Option<i32>,
+    input: &[i8],
+    filter: &[i8],
+    output: &mut [i8],
+) {
     let [n, h, w, c] = params.input_shape;
     let [_, kh, kw, oc] = params.filter_shape;
     let [_, oh, ow, _] = params.output_shape;
     let ok = input.len() == n * h * w * c
         && filter.len() == kh * kw * oc
-        && (bias.is_empty() || bias.len() == oc)
-        && multipliers.len() == oc
         && output.len() == n * oh * ow * oc;
     debug_assert!(
         ok,
@@ -217,10 +278,10 @@ pub fn eval(
                                 acc = acc.wrapping_add(f * (x - params.input_zero_point));
                             }
                         }
-                        if let Some(&bv) = bias.get(ch) {
+                        if let Some(bv) = bias(ch) {
                             acc = acc.wrapping_add(bv);
                         }
-                        let v = multipliers[ch]
+                        let v = multiplier(ch)
                             .apply(acc)
                             .wrapping_add(params.output_zero_point);
                         output[((b * oh + oy) * ow + ox) * oc + ch] =

@@ -202,6 +202,7 @@ pub mod builtin_operator {
     pub const MAX_POOL_2D: i32 = 17;
     pub const MUL: i32 = 18;
     pub const RELU: i32 = 19;
+    pub const RELU_N1_TO_1: i32 = 20;
     pub const RELU6: i32 = 21;
     pub const RESHAPE: i32 = 22;
     pub const SOFTMAX: i32 = 25;
@@ -227,6 +228,7 @@ pub mod builtin_operator {
             MAX_POOL_2D => "MAX_POOL_2D",
             MUL => "MUL",
             RELU => "RELU",
+            RELU_N1_TO_1 => "RELU_N1_TO_1",
             RELU6 => "RELU6",
             RESHAPE => "RESHAPE",
             SOFTMAX => "SOFTMAX",

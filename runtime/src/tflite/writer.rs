@@ -327,6 +327,8 @@ pub enum Op {
     Relu,
     /// RELU6.
     Relu6,
+    /// RELU_N1_TO_1.
+    ReluN1To1,
 }
 
 impl Op {
@@ -352,6 +354,7 @@ impl Op {
             Op::HardSwish => bop::HARD_SWISH,
             Op::Relu => bop::RELU,
             Op::Relu6 => bop::RELU6,
+            Op::ReluN1To1 => bop::RELU_N1_TO_1,
         }
     }
 
@@ -458,6 +461,9 @@ pub fn op_version(op: &Op, input_types: &[DType], output_types: &[DType], scales
                 1
             }
         }
+        // BUILTIN_REF (register_ref.cc) registers RELU_N1_TO_1 at version 1 only, and its int8
+        // kernel runs under that version.
+        Op::ReluN1To1 => 1,
         Op::Relu => {
             if int16 {
                 3
@@ -1072,9 +1078,13 @@ fn write_options(fbb: &mut FlatBufferBuilder, op: &Op) -> (u8, Option<Table>) {
             fbb.push_slot_always(vt(schema::softmax_options::BETA), *beta);
             (bopt::SOFTMAX_OPTIONS, Some(fbb.end_table(s)))
         }
-        Op::Quantize | Op::Dequantize | Op::Logistic | Op::HardSwish | Op::Relu | Op::Relu6 => {
-            (bopt::NONE, None)
-        }
+        Op::Quantize
+        | Op::Dequantize
+        | Op::Logistic
+        | Op::HardSwish
+        | Op::Relu
+        | Op::Relu6
+        | Op::ReluN1To1 => (bopt::NONE, None),
     }
 }
 
