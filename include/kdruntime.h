@@ -33,7 +33,7 @@
 /**
  * Number of 64-bit words in `kd_interpreter`.
  */
-#define KD_INTERPRETER_WORDS 64
+#define KD_INTERPRETER_WORDS 128
 
 /**
  * Status of every fallible call. `KD_STATUS_OK` is 0; the others are errors.

@@ -35,7 +35,7 @@ mod api_tests;
 /// Highest tensor rank kdruntime handles (the length of `kd_tensor_info.dims`).
 pub const KD_MAX_RANK: usize = 6;
 /// Number of 64-bit words in `kd_interpreter`.
-pub const KD_INTERPRETER_WORDS: usize = 64;
+pub const KD_INTERPRETER_WORDS: usize = 128;
 
 /// Status of every fallible call. `KD_STATUS_OK` is 0; the others are errors.
 #[repr(C)]
@@ -241,7 +241,9 @@ fn status_of(e: &Error) -> kd_status {
         Error::UnsupportedModel { .. } => kd_status::KD_STATUS_UNSUPPORTED_MODEL,
         Error::BadTensor { .. } => kd_status::KD_STATUS_BAD_TENSOR,
         Error::UnsupportedOperator { .. } => kd_status::KD_STATUS_UNSUPPORTED_OPERATOR,
-        Error::InvalidOperator { .. } => kd_status::KD_STATUS_INVALID_OPERATOR,
+        Error::InvalidOperator { .. } | Error::InvalidOperand { .. } => {
+            kd_status::KD_STATUS_INVALID_OPERATOR
+        }
         Error::ArenaTooSmall { .. } => kd_status::KD_STATUS_ARENA_TOO_SMALL,
         Error::TooManyTensors { .. } => kd_status::KD_STATUS_TOO_MANY_TENSORS,
         Error::IndexOutOfRange { .. } => kd_status::KD_STATUS_INDEX_OUT_OF_RANGE,
