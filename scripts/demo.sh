@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end, as far as the project goes today (run by `make demo` after setup and
 # a release build): import and validate the default data set with kdtrain, write a small int8
-# network, run it on kdruntime through kdrun on a real photo, and check kdruntime's output byte
-# for byte against TFLite's reference kernels.
+# network, run it on kdruntime through kdrun on a real photo, check kdruntime's output byte
+# for byte against TFLite's reference kernels, and run the C example on the same photo.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -41,6 +41,19 @@ if cmp -s "$OUT/kdruntime.i8" "$OUT/tflite_ref.i8"; then
     echo "bit-exact: $(stat -c %s "$OUT/kdruntime.i8") output bytes equal"
 else
     echo "MISMATCH between kdruntime and TFLite BUILTIN_REF" >&2
+    exit 1
+fi
+
+say "6. the same model and photo through the C API (c-examples/classify.c, static libkdruntime.a)"
+make --no-print-directory -s c-examples > "$OUT/c_build.log" 2>&1 || { cat "$OUT/c_build.log"; exit 1; }
+c-examples/classify "$OUT/model.tflite" "$OUT/photo.ppm" "$OUT/labels.txt" 3 | tee "$OUT/c_example.txt"
+"$BIN/kdrun" run "$OUT/model.tflite" "$OUT/photo.ppm" --json > "$OUT/kdrun_photo.json"
+c_raw=$(grep '^raw:' "$OUT/c_example.txt" | cut -d: -f2 | tr -s ' ' | sed 's/^ //; s/ $//')
+rust_raw=$("$PY" -c 'import json,sys; print(" ".join(str(v) for v in json.load(open(sys.argv[1]))["raw_output"]))' "$OUT/kdrun_photo.json")
+if [ "$c_raw" = "$rust_raw" ]; then
+    echo "C example and kdrun agree on every raw output: $c_raw"
+else
+    echo "MISMATCH: C example [$c_raw] vs kdrun [$rust_raw]" >&2
     exit 1
 fi
 

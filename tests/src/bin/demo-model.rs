@@ -1,6 +1,6 @@
 //! Writes the demo's small int8 network: MobileNetV2-0.35 at 96x96 with 10 outputs and a
-//! SOFTMAX, calibrated on real photos (`kdtests::nets`), plus labels.txt and the letterboxed
-//! calibration photo as a raw uint8 input. Its weights are random: the trainer replaces this
+//! SOFTMAX, calibrated on real photos (`kdtests::nets`), plus labels.txt, the letterboxed
+//! calibration photo as a raw uint8 input, and that photo as a binary PPM for the C example. Its weights are random: the trainer replaces this
 //! model with a trained one once distillation and export exist.
 //!
 //! Usage: `demo-model OUT_DIR [LABELS...]`
@@ -33,6 +33,15 @@ fn main() -> ExitCode {
         write("model.tflite", &net.model)?;
         write("labels.txt", (labels.join("\n") + "\n").as_bytes())?;
         write("input.u8", &net.input)?;
+        let photo = kdtests::workspace_root()
+            .join("data/raw/photos")
+            .join(&net.photo);
+        let rgb = image::open(&photo)
+            .map_err(|e| format!("decoding {}: {e}", photo.display()))?
+            .to_rgb8();
+        let mut ppm = format!("P6\n{} {}\n255\n", rgb.width(), rgb.height()).into_bytes();
+        ppm.extend_from_slice(rgb.as_raw());
+        write("photo.ppm", &ppm)?;
         println!(
             "{}: {} bytes, {} operators, {:.1} M MACs, input {}x{}x3 uint8 ({})",
             net.name,
