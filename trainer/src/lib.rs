@@ -4,3 +4,5 @@
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod eval;
+pub mod train;
