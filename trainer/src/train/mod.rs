@@ -21,7 +21,8 @@
 //! Before every optimisation step the libtorch generator is re-seeded from `(seed, epoch, step)`,
 //! so dropout and any other in-model randomness depend only on the position; shuffling belongs to
 //! the batch source, which receives the global epoch index. With the optimiser state checkpointed
-//! too, a resumed run continues exactly as the uninterrupted one (bit for bit on the CPU).
+//! too, a resumed run continues as the uninterrupted one: the same computation, equal up to rounding
+//! noise (MKL's GEMM may round differently with the operands' memory alignment).
 //!
 //! # Resume
 //!
@@ -276,7 +277,7 @@ impl TrainSpec {
             }
         }
         if let Some(c) = self.clip_grad_norm {
-            if !(c > 0.0) {
+            if c.is_nan() || c <= 0.0 {
                 bail!("clip_grad_norm: must be > 0, got {c}");
             }
         }
@@ -506,7 +507,8 @@ pub fn run(
     log::write_all(out_dir, &state.history)?;
 
     while state.phase < spec.phases.len() {
-        let phase = &spec.phases[state.phase];
+        let p = state.phase;
+        let phase = &spec.phases[p];
         let first = first_trained_group(&phase.trainable, layer_groups.len());
         let mut trained = Vec::new();
         for (name, t, g) in &params {
@@ -527,7 +529,8 @@ pub fn run(
         let mut sched = Schedule::new(spec.schedule.clone(), phase.lr, phase.epochs, spe)?;
         sched.state = state.schedule.clone();
 
-        while state.phase_epoch < phase.epochs {
+        // The epoch-end commit moves `state` to the next phase when this one is done.
+        while state.phase == p && state.phase_epoch < phase.epochs {
             let e = state.epoch;
             let pe = state.phase_epoch;
             let started = Instant::now();
@@ -768,7 +771,7 @@ pub fn run(
             }
         }
         // A phase of zero epochs (or one fully done before a resume) moves on here.
-        if state.phase < spec.phases.len() && std::ptr::eq(phase, &spec.phases[state.phase]) {
+        if state.phase == p {
             state.phase += 1;
             state.phase_epoch = 0;
             state.step_in_epoch = 0;
