@@ -4,5 +4,7 @@
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod models;
 pub mod pipeline;
+pub mod train;
