@@ -3,7 +3,7 @@
 # Idempotent: every step checks for its own result first, so a second run does nothing and takes
 # seconds. Downloads are kept in .cache/ (git-ignored) so reruns need no network.
 #
-# Usage: scripts/setup.sh [step ...]   (steps: apt python torch onnxruntime data; default: all)
+# Usage: scripts/setup.sh [step ...]   (steps: apt python torch onnxruntime data tfmodels; default: all)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +15,7 @@ mkdir -p "$CACHE" "$WHEELS"
 TORCH_VERSION=2.11.0
 ORT_VERSION=1.32.0
 LITERT_VERSION=2.3.0
+TF_VERSION=2.21.0
 
 step=""
 fail() {
@@ -145,12 +146,36 @@ step_data() {
     fi
 }
 
+# TensorFlow's own converter output for real networks (random seeded weights): kdruntime must run
+# what TFLiteConverter emits, not only what our writer emits. TensorFlow lives in its own venv
+# (.venv-tf) so its pins never move the reference interpreters' numpy/protobuf in .venv.
+step_tfmodels() {
+    step=tfmodels
+    local venv="$ROOT/.venv-tf"
+    local marker="$venv/.kdedge-ok"
+    local reqs=("tensorflow-cpu==$TF_VERSION")
+    if [ ! -f "$marker" ]; then
+        fetch_wheels tf --only-binary=:all: "${reqs[@]}"
+        [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv" || fail "python3 -m venv failed; install python3-venv"
+        say "installing tensorflow-cpu $TF_VERSION into .venv-tf"
+        "$venv/bin/pip" install -q --no-index --find-links "$WHEELS" "${reqs[@]}" \
+            || fail "pip install of tensorflow-cpu failed; delete .cache/wheels/.fetched-tf and rerun"
+        "$venv/bin/python" -c "import tensorflow" 2>/dev/null || fail "tensorflow does not import from .venv-tf"
+        touch "$marker"
+    fi
+    [ -f "$ROOT/data/raw/photos/china.jpg" ] || fail "photos missing: run the data step first"
+    # tf_convert.py skips models whose .tflite already exists, so this is quick on a second run.
+    TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" "$ROOT/tools/tf_convert.py" \
+        --photos "$ROOT/data/raw/photos" --out "$CACHE/tfmodels" \
+        || fail "tools/tf_convert.py failed (see its message above)"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt python torch onnxruntime data)
+[ ${#steps[@]} -gt 0 ] || steps=(apt python torch onnxruntime data tfmodels)
 for s in "${steps[@]}"; do
     case "$s" in
-        apt|python|torch|onnxruntime|data) "step_$s" ;;
-        *) step="$s"; fail "unknown step (known: apt python torch onnxruntime data)" ;;
+        apt|python|torch|onnxruntime|data|tfmodels) "step_$s" ;;
+        *) step="$s"; fail "unknown step (known: apt python torch onnxruntime data tfmodels)" ;;
     esac
 done
 step=done

@@ -46,6 +46,7 @@ use crate::kernels::{
     add, concatenation, conv, dequantize, fully_connected, hard_swish, logistic, mean, mul, pad,
     pooling, quantize, reshape, softmax,
 };
+use crate::kernels::{pack, shape, strided_slice};
 use crate::model::{DType, Model, OperatorInfo, TensorInfo, MAX_RANK};
 use crate::plan::{self, align_up, ALIGN, MAX_PLANNED_TENSORS, NONE, WORDS_PER_TENSOR};
 use crate::tflite::schema::{self, builtin_operator as opc, builtin_options};
@@ -211,6 +212,22 @@ enum Bound<'m> {
     Relu {
         params: activations::ReluParams,
         input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    // Shape arithmetic that TFLiteConverter emits for a dynamic batch (SHAPE -> STRIDED_SLICE
+    // -> PACK -> RESHAPE's shape input); see `bind_shape_op`.
+    Shape {
+        params: shape::ShapeParams,
+        output: TensorInfo<'m>,
+    },
+    StridedSlice {
+        params: strided_slice::StridedSliceParams,
+        input: TensorInfo<'m>,
+        output: TensorInfo<'m>,
+    },
+    /// The inputs are re-read from the operator at run time, like CONCATENATION's.
+    Pack {
+        params: pack::PackParams,
         output: TensorInfo<'m>,
     },
 }
@@ -888,7 +905,121 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                 output,
             })
         }
+        opc::SHAPE | opc::STRIDED_SLICE | opc::PACK => bind_shape_op(model, op),
         _ => Err(op.unsupported()),
+    }
+}
+
+/// A data-moving operator's element size; int8/uint8 tensors must carry `reference`'s
+/// quantisation, since the bytes are copied unchanged.
+fn same_meaning(op: &OperatorInfo, t: &TensorInfo, reference: &TensorInfo) -> Result<usize> {
+    if t.dtype != reference.dtype {
+        return Err(op.invalid_tensor(t, "type differs from the output's"));
+    }
+    if matches!(t.dtype, DType::Int8 | DType::UInt8)
+        && (t.quant.len() != 1
+            || reference.quant.len() != 1
+            || t.scale() != reference.scale()
+            || t.zero_point() != reference.zero_point())
+    {
+        return Err(op.invalid_tensor(t, "quantisation differs from the output's"));
+    }
+    Ok(t.dtype.size())
+}
+
+/// A constant 1-D int32 tensor (STRIDED_SLICE's begin/end/strides) into `buf`.
+fn const_i32s<'b>(
+    op: &OperatorInfo,
+    t: &TensorInfo,
+    buf: &'b mut [i32; strided_slice::MAX_DIMS],
+) -> Result<&'b [i32]> {
+    expect_type(op, t, DType::Int32, "must be int32")?;
+    let data = t.data.ok_or(op.invalid_tensor(t, "must be constant"))?;
+    let n = t.num_elements();
+    if t.shape.rank() != 1 || n > buf.len() || data.len() != 4 * n {
+        return Err(op.invalid_tensor(t, "must be 1-D with at most 5 entries"));
+    }
+    for (v, c) in buf.iter_mut().zip(data.chunks_exact(4)) {
+        *v = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Ok(&buf[..n])
+}
+
+/// SHAPE, STRIDED_SLICE and PACK: the int32 shape arithmetic TFLiteConverter emits when a Keras
+/// model has a dynamic batch (e.g. Flatten, or squeeze-excite's Reshape). kdruntime's shapes are
+/// static, so these compute exactly what TFLite computes at run time.
+fn bind_shape_op<'m>(model: &Model<'m>, op: &OperatorInfo<'m>) -> Result<Bound<'m>> {
+    let output = output_tensor(model, op, 0)?;
+    let (od, or) = udims(&output);
+    match op.opcode {
+        opc::SHAPE => {
+            let input = input_tensor(model, op, 0)?;
+            let elem = match output.dtype {
+                DType::Int32 | DType::Int64 => output.dtype.size(),
+                _ => return Err(op.invalid_tensor(&output, "output must be int32 or int64")),
+            };
+            let (id, ir) = udims(&input);
+            let params = kern(op, shape::prepare(&id[..ir], &od[..or], elem))?;
+            Ok(Bound::Shape { params, output })
+        }
+        opc::STRIDED_SLICE => {
+            let input = input_tensor(model, op, 0)?;
+            let elem = same_meaning(op, &input, &output)?;
+            use schema::strided_slice_options as f;
+            let o = options_or_default(op, builtin_options::STRIDED_SLICE_OPTIONS)?;
+            let get = |id| o.map_or(Ok(0), |t| t.i32(id, 0));
+            if get(f::ELLIPSIS_MASK)? != 0 || get(f::NEW_AXIS_MASK)? != 0 {
+                return Err(op.invalid("ellipsis_mask and new_axis_mask are not supported"));
+            }
+            if o.map_or(Ok(false), |t| t.bool(f::OFFSET, false))? {
+                return Err(op.invalid("offset=true is not supported"));
+            }
+            let (mut b, mut e, mut s) = ([0; 5], [0; 5], [0; 5]);
+            let spec = strided_slice::SliceSpec {
+                begin: const_i32s(op, &input_tensor(model, op, 1)?, &mut b)?,
+                end: const_i32s(op, &input_tensor(model, op, 2)?, &mut e)?,
+                strides: const_i32s(op, &input_tensor(model, op, 3)?, &mut s)?,
+                begin_mask: get(f::BEGIN_MASK)?,
+                end_mask: get(f::END_MASK)?,
+                shrink_axis_mask: get(f::SHRINK_AXIS_MASK)?,
+            };
+            let (id, ir) = udims(&input);
+            let params = kern(
+                op,
+                strided_slice::prepare(&id[..ir], &spec, &od[..or], elem),
+            )?;
+            Ok(Bound::StridedSlice {
+                params,
+                input,
+                output,
+            })
+        }
+        _ => {
+            let n = op.inputs.len();
+            if n == 0 || n > MAX_CONCAT_INPUTS {
+                return Err(op.invalid("PACK takes 1 to 16 inputs"));
+            }
+            let first = input_tensor(model, op, 0)?;
+            let mut elem = 0;
+            for k in 0..n {
+                let t = input_tensor(model, op, k)?;
+                elem = same_meaning(op, &t, &output)?;
+                if t.shape != first.shape {
+                    return Err(op.invalid_tensor(&t, "PACK inputs differ in shape"));
+                }
+            }
+            use schema::pack_options as f;
+            let o = options(op, builtin_options::PACK_OPTIONS, "missing PackOptions")?;
+            if usize::try_from(o.i32(f::VALUES_COUNT, 0)?) != Ok(n) {
+                return Err(op.invalid("values_count differs from the number of inputs"));
+            }
+            let (id, ir) = udims(&first);
+            let params = kern(
+                op,
+                pack::prepare(&id[..ir], n, o.i32(f::AXIS, 0)?, &od[..or], elem),
+            )?;
+            Ok(Bound::Pack { params, output })
+        }
     }
 }
 
@@ -1218,6 +1349,33 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let (_, acts, base) = self.split();
                 let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
                 activations::eval_relu(params, as_i8(x), as_i8_mut(y));
+            }
+            Bound::Shape { ref params, output } => {
+                let o = self.location(&output)?;
+                let (_, acts, base) = self.split();
+                let ([], y) = io(acts, base, [], o).ok_or_else(bad_arena)?;
+                shape::eval(params, y);
+            }
+            Bound::StridedSlice {
+                ref params,
+                input,
+                output,
+            } => {
+                let (i, o) = (self.location(&input)?, self.location(&output)?);
+                let (_, acts, base) = self.split();
+                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
+                strided_slice::eval(params, x, y);
+            }
+            Bound::Pack { ref params, output } => {
+                let n = op.inputs.len().min(MAX_CONCAT_INPUTS);
+                let mut locs = [Loc::Const(&[]); MAX_CONCAT_INPUTS];
+                for (k, l) in locs.iter_mut().enumerate().take(n) {
+                    *l = self.location(&input_tensor(&self.model, op, k)?)?;
+                }
+                let o = self.location(&output)?;
+                let (_, acts, base) = self.split();
+                let (xs, y) = io(acts, base, locs, o).ok_or_else(bad_arena)?;
+                pack::eval(params, xs.get(..n).unwrap_or(&[]), y);
             }
         }
         Ok(())

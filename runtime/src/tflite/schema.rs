@@ -159,6 +159,27 @@ pub mod squeeze_options {
     pub const SQUEEZE_DIMS: u16 = 0;
 }
 
+/// Field ids of `table StridedSliceOptions`.
+pub mod strided_slice_options {
+    pub const BEGIN_MASK: u16 = 0;
+    pub const END_MASK: u16 = 1;
+    pub const ELLIPSIS_MASK: u16 = 2;
+    pub const NEW_AXIS_MASK: u16 = 3;
+    pub const SHRINK_AXIS_MASK: u16 = 4;
+    pub const OFFSET: u16 = 5;
+}
+
+/// Field ids of `table ShapeOptions`.
+pub mod shape_options {
+    pub const OUT_TYPE: u16 = 0;
+}
+
+/// Field ids of `table PackOptions`.
+pub mod pack_options {
+    pub const VALUES_COUNT: u16 = 0;
+    pub const AXIS: u16 = 1;
+}
+
 /// `enum TensorType : byte`.
 pub mod tensor_type {
     pub const FLOAT32: i8 = 0;
@@ -209,6 +230,9 @@ pub mod builtin_operator {
     pub const PAD: i32 = 34;
     pub const MEAN: i32 = 40;
     pub const SQUEEZE: i32 = 43;
+    pub const STRIDED_SLICE: i32 = 45;
+    pub const SHAPE: i32 = 77;
+    pub const PACK: i32 = 83;
     pub const QUANTIZE: i32 = 114;
     pub const HARD_SWISH: i32 = 117;
     /// `deprecated_builtin_code` is a byte; codes above this live only in `builtin_code`.
@@ -235,6 +259,9 @@ pub mod builtin_operator {
             PAD => "PAD",
             MEAN => "MEAN",
             SQUEEZE => "SQUEEZE",
+            STRIDED_SLICE => "STRIDED_SLICE",
+            SHAPE => "SHAPE",
+            PACK => "PACK",
             QUANTIZE => "QUANTIZE",
             HARD_SWISH => "HARD_SWISH",
             _ => "UNKNOWN",
@@ -257,6 +284,9 @@ pub mod builtin_options {
     pub const PAD_OPTIONS: u8 = 22;
     pub const REDUCER_OPTIONS: u8 = 27;
     pub const SQUEEZE_OPTIONS: u8 = 30;
+    pub const STRIDED_SLICE_OPTIONS: u8 = 32;
+    pub const SHAPE_OPTIONS: u8 = 55;
+    pub const PACK_OPTIONS: u8 = 59;
     pub const DEQUANTIZE_OPTIONS: u8 = 38;
     pub const QUANTIZE_OPTIONS: u8 = 89;
     pub const HARD_SWISH_OPTIONS: u8 = 91;
