@@ -8,8 +8,8 @@
 //! (each part 16-byte aligned). `Interpreter::new` validates every operator and prepares it
 //! once: options and quantisation are read from the flatbuffer, the kernels' `prepare` computes
 //! multipliers, shifts, clamp bounds and broadcast walks, and each tensor operand is resolved to
-//! a [`Span`] (an activation-region range, or a range of the model bytes for constants). The
-//! result, a [`Prepared`] value per operator, is encoded into the op records (see
+//! a `Span` (an activation-region range, or a range of the model bytes for constants). The
+//! result, a `Prepared` value per operator, is encoded into the op records (see
 //! `crate::record` for why words rather than typed values); per-channel data (CONV_2D's and
 //! DEPTHWISE_CONV_2D's fixed-point multipliers and shifts, FULLY_CONNECTED's real scales) goes
 //! to the op blobs. `invoke` only decodes each record and calls the kernel's `eval`: it reads no
@@ -31,7 +31,7 @@
 //! ```
 //!
 //! Adding an operator (e.g. one of `kernels::<op>` with `prepare`/`eval`):
-//! 1. a [`Prepared`] variant holding its `*Params` and the [`Span`]s of its operands, and the
+//! 1. a `Prepared` variant holding its `*Params` and the `Span`s of its operands, and the
 //!    same field list in the `record_enum!(Prepared { .. })` below it (a forgotten field is a
 //!    compile error), plus a `record_struct!` line for the params type in `crate::record`;
 //! 2. a `bind` match arm: check types/quantisation, read the options table, call
@@ -1225,6 +1225,8 @@ pub struct Interpreter<'m, 'a> {
     /// Byte range of the op blobs in `arena`.
     blobs: (usize, usize),
     activation_start: usize,
+    /// Operator count (one record each).
+    n_ops: usize,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -1275,6 +1277,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             records,
             blobs,
             activation_start,
+            n_ops: model.num_operators(),
         })
     }
 
@@ -1335,7 +1338,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let records = persist.get(self.records.0..self.records.1).unwrap_or(&[]);
         let blobs = persist.get(self.blobs.0..self.blobs.1).unwrap_or(&[]);
         let mut r = Reader::new(records);
-        for i in 0..self.model.num_operators() {
+        for i in 0..self.n_ops {
             let done = Prepared::get(&mut r).and_then(|p| eval(&p, model, blobs, acts));
             if done.is_none() {
                 return Err(match self.model.operator(i) {
@@ -1599,4 +1602,44 @@ fn io<'s, 'm: 's, const N: usize>(
         };
     }
     Some((ins, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operator of every fixture network: its prepared state survives the record
+    /// encoding exactly, and the sizing pass counts the words init writes.
+    #[test]
+    fn prepared_records_round_trip() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+        for name in [
+            "nets/all_ops",
+            "core/pipeline_u8_classifier",
+            "core/fc_pc_bias_relu",
+            "core/fc_external_buffers",
+            "core/conv_same_s2_pc_relu6",
+        ] {
+            let bytes = std::fs::read(std::format!("{dir}{name}.tflite")).unwrap();
+            let model = Model::from_bytes(&bytes).unwrap();
+            let mut recs = std::vec![0u32; WORDS_PER_TENSOR * model.num_tensors()];
+            let lay = layout(&model, &mut recs).unwrap();
+            let mut ctx = Ctx::new(&model, &recs, lay.activation_bytes, None);
+            let mut total = 0;
+            for i in 0..model.num_operators() {
+                let p = bind(&model.operator(i).unwrap(), &mut ctx).unwrap();
+                let mut count = Writer::new(None);
+                p.put(&mut count);
+                let mut buf = std::vec![0u8; 4 * count.len];
+                let mut w = Writer::new(Some(&mut buf));
+                p.put(&mut w);
+                assert!(w.ok() && w.len == count.len, "{name} op {i}");
+                let mut r = Reader::new(&buf);
+                assert_eq!(Prepared::get(&mut r), Some(p), "{name} op {i}");
+                assert_eq!(r.next(), None, "{name} op {i}: words left over");
+                total += count.len;
+            }
+            assert_eq!(align_up(4 * total), Some(lay.record_bytes), "{name}");
+        }
+    }
 }

@@ -449,7 +449,14 @@ mod tests {
         assert_eq!(round_trip(i16::MIN), 1);
         assert_eq!(round_trip(i32::MIN), 1);
         assert_eq!(round_trip(u32::MAX as usize), 1);
-        assert_eq!(round_trip(-0.0f32).to_owned(), 1);
+        assert_eq!(round_trip(0.1f32), 1);
+        // NaN payloads and the sign of zero survive (compared as bits).
+        for v in [f32::from_bits(0x7fc0_1234), -0.0f32] {
+            let mut buf = [0u8; 4];
+            v.put(&mut Writer::new(Some(&mut buf)));
+            let back = f32::get(&mut Reader::new(&buf)).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits());
+        }
         assert_eq!(round_trip(f64::from_bits(0x8000_0000_0000_0001)), 2);
         assert_eq!(round_trip(Some([3i8, -4, 5])), 4);
         assert_eq!(round_trip(None::<i32>), 1);
