@@ -594,8 +594,8 @@ fn kern<T>(op: &OperatorInfo, r: core::result::Result<T, &'static str>) -> Resul
 /// place where an operator is checked. Per-channel data is computed (and validated) in both
 /// passes and stored when `ctx` has the blob region.
 fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared> {
-    let model = ctx.model;
-    let model = &model;
+    // A copy (a few words), so that `ctx` stays free to be borrowed mutably below.
+    let model = &{ ctx.model };
     match op.opcode {
         opc::CONV_2D => {
             let input = input_tensor(model, op, 0)?;
