@@ -1257,8 +1257,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let blobs = (records.1, records.1 + lay.blobs_bytes);
         let activation_start = lay.persistent();
         {
-            let (plan_part, rest) = arena.split_at_mut(plan_bytes);
-            let (record_part, rest) = rest.split_at_mut(lay.record_bytes);
+            let (plan_part, rest) = arena
+                .split_at_mut_checked(plan_bytes)
+                .ok_or_else(overflow)?;
+            let (record_part, rest) = rest
+                .split_at_mut_checked(lay.record_bytes)
+                .ok_or_else(overflow)?;
             let blob_part = rest.get_mut(..lay.blobs_bytes).ok_or_else(overflow)?;
             let recs = as_u32_mut(plan_part).ok_or_else(overflow)?;
             let mut ctx = Ctx::new(&model, recs, lay.activation_bytes, Some(blob_part));
