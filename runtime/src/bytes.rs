@@ -24,14 +24,6 @@ pub fn as_i32(b: &[u8]) -> Option<&[i32]> {
     (pre.is_empty() && post.is_empty()).then_some(mid)
 }
 
-/// `&mut [u8]` as `&mut [i32]` when 4-aligned and a multiple of 4 long.
-#[inline]
-pub fn as_i32_mut(b: &mut [u8]) -> Option<&mut [i32]> {
-    // SAFETY: as for `as_i32`.
-    let (pre, mid, post) = unsafe { b.align_to_mut::<i32>() };
-    (pre.is_empty() && post.is_empty()).then_some(mid)
-}
-
 /// `&mut [u8]` as `&mut [u32]` when 4-aligned and a multiple of 4 long.
 #[inline]
 pub fn as_u32_mut(b: &mut [u8]) -> Option<&mut [u32]> {
@@ -45,14 +37,6 @@ pub fn as_u32_mut(b: &mut [u8]) -> Option<&mut [u32]> {
 pub fn as_f64(b: &[u8]) -> Option<&[f64]> {
     // SAFETY: every bit pattern is a valid f64; align_to only yields aligned middles.
     let (pre, mid, post) = unsafe { b.align_to::<f64>() };
-    (pre.is_empty() && post.is_empty()).then_some(mid)
-}
-
-/// `&mut [u8]` as `&mut [f64]` when 8-aligned and a multiple of 8 long.
-#[inline]
-pub fn as_f64_mut(b: &mut [u8]) -> Option<&mut [f64]> {
-    // SAFETY: as for `as_f64`.
-    let (pre, mid, post) = unsafe { b.align_to_mut::<f64>() };
     (pre.is_empty() && post.is_empty()).then_some(mid)
 }
 

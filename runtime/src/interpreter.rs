@@ -1,14 +1,19 @@
-//! The interpreter: binds each operator to its kernel, lays out the caller's arena, and runs the
-//! graph. No heap: all state lives in the arena, which is laid out as
+//! The interpreter: binds each operator to its kernel once, lays out the caller's arena, and
+//! runs the graph. No heap: all state lives in the arena, which is laid out as
 //!
 //! ```text
-//! | tensor plan (4 words/tensor) | op blob table (1 word/op) | op blobs | activations |
+//! | tensor plan (4 words/tensor) | op records | op blobs | activations |
 //! ```
 //!
-//! (each part 16-byte aligned). Op blobs hold per-channel data computed once at init (CONV_2D's
-//! and DEPTHWISE_CONV_2D's fixed-point multipliers and shifts, FULLY_CONNECTED's real scales,
-//! LOGISTIC's 256-entry table). Scalar kernel parameters
-//! are re-derived from the model at each invoke (cheap, and keeps the arena small).
+//! (each part 16-byte aligned). `Interpreter::new` validates every operator and prepares it
+//! once: options and quantisation are read from the flatbuffer, the kernels' `prepare` computes
+//! multipliers, shifts, clamp bounds and broadcast walks, and each tensor operand is resolved to
+//! a `Span` (an activation-region range, or a range of the model bytes for constants). The
+//! result, a `Prepared` value per operator, is encoded into the op records (see
+//! `crate::record` for why words rather than typed values); per-channel data (CONV_2D's and
+//! DEPTHWISE_CONV_2D's fixed-point multipliers and shifts, FULLY_CONNECTED's real scales) goes
+//! to the op blobs. `invoke` only decodes each record and calls the kernel's `eval`: it reads no
+//! flatbuffer table and validates nothing.
 //!
 //! ```
 //! # fn main() -> Result<(), kdruntime::Error> {
@@ -26,19 +31,24 @@
 //! ```
 //!
 //! Adding an operator (e.g. one of `kernels::<op>` with `prepare`/`eval`):
-//! 1. a `Bound` variant holding its validated params and the `TensorInfo`s it reads and writes;
+//! 1. a `Prepared` variant holding its `*Params` and the `Span`s of its operands, and the
+//!    same field list in the `record_enum!(Prepared { .. })` below it (a forgotten field is a
+//!    compile error), plus a `record_struct!` line for the params type in `crate::record`;
 //! 2. a `bind` match arm: check types/quantisation, read the options table, call
 //!    `kern(op, <op>::prepare(...))` (the `&'static str` reason becomes `InvalidOperator` with
-//!    the operator's index, opcode and version);
-//! 3. a `run` match arm: `self.location(..)` for each tensor, `self.split()`, then
-//!    `io(acts, base, [in0, in1, ...], out)` yields the N input slices (shared; constants come
-//!    from the model) and the output slice (exclusive), and the kernel's `eval` is called;
-//! 4. if it needs per-channel data or a table, a size in `Bound::blob_bytes` and a fill in
-//!    `init_blob` (and skip recomputing it in `bind` when `full` is false).
+//!    the operator's index, opcode and version), then `ctx.io(op, [&in0, ..], &out)` for the
+//!    operand spans (checks the planner's placement);
+//! 3. an `eval` match arm: `io(acts, model, [in0, ..], out)` yields the input slices (shared;
+//!    constants come from the model) and the output slice (exclusive); call the kernel's `eval`;
+//! 4. per-channel data or tables: `ctx.blob(bytes)` in `bind` (fill it when the slice is
+//!    `Some`; compute and validate the same values when it is `None`, the sizing pass of
+//!    `Model::arena_size`), and `blobs.get(..)` in `eval`.
+//!
+//! Optimised kernels: `eval` is the one place that maps a prepared operator to a kernel
+//! function; an optimised path would be chosen there (or recorded in `Prepared` at init) and
+//! tested bit-exactly against the reference `eval` it replaces.
 
-use crate::bytes::{
-    as_f64, as_f64_mut, as_i32, as_i32_mut, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u32_word,
-};
+use crate::bytes::{as_f64, as_i32, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u32_word};
 use crate::error::{Error, Result};
 use crate::kernels::activations::{self, FusedActivation, ReluKind};
 use crate::kernels::depthwise_conv::{self, Padding};
@@ -46,23 +56,23 @@ use crate::kernels::{
     add, concatenation, conv, dequantize, fully_connected, hard_swish, logistic, mean, mul, pad,
     pooling, quantize, reshape, softmax,
 };
-use crate::kernels::{pack, shape, strided_slice};
 use crate::model::{DType, Model, OperatorInfo, TensorInfo, MAX_RANK};
 use crate::plan::{self, align_up, ALIGN, MAX_PLANNED_TENSORS, NONE, WORDS_PER_TENSOR};
+use crate::record::{record_enum, record_struct, Reader, Record, Writer};
 use crate::tflite::schema::{self, builtin_operator as opc, builtin_options};
 
 /// Byte sizes of the arena's parts.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     plan_bytes: usize,
-    table_bytes: usize,
+    record_bytes: usize,
     blobs_bytes: usize,
     activation_bytes: usize,
 }
 
 impl Layout {
     fn persistent(&self) -> usize {
-        self.plan_bytes + self.table_bytes + self.blobs_bytes
+        self.plan_bytes + self.record_bytes + self.blobs_bytes
     }
     /// Total including the worst-case padding to align the caller's buffer.
     fn total(&self) -> Option<usize> {
@@ -78,31 +88,39 @@ fn overflow() -> Error {
     }
 }
 
+/// Plans the activations into `recs` and sizes the op records and blobs by preparing every
+/// operator (the sizing pass: the same validation and arithmetic as init, nothing stored).
 fn layout(model: &Model, recs: &mut [u32]) -> Result<Layout> {
     let activation_bytes = plan::plan(model, recs)?;
-    let mut blobs_bytes = 0usize;
+    let mut ctx = Ctx::new(model, recs, activation_bytes, None);
+    let mut words = Writer::new(None);
     for i in 0..model.num_operators() {
         let op = model.operator(i)?;
-        let b = bind(model, &op, true)?;
-        blobs_bytes = align_up(b.blob_bytes())
-            .and_then(|n| n.checked_add(blobs_bytes))
-            .ok_or_else(overflow)?;
+        bind(&op, &mut ctx)?.put(&mut words);
+        if !words.ok() {
+            return Err(op.invalid("a prepared parameter does not fit 32 bits"));
+        }
     }
+    let record_bytes = words
+        .len
+        .checked_mul(4)
+        .and_then(align_up)
+        .ok_or_else(overflow)?;
     let plan_bytes = align_up(model.num_tensors() * WORDS_PER_TENSOR * 4).ok_or_else(overflow)?;
-    let table_bytes = align_up(model.num_operators() * 4).ok_or_else(overflow)?;
     Ok(Layout {
         plan_bytes,
-        table_bytes,
-        blobs_bytes,
+        record_bytes,
+        blobs_bytes: ctx.blob_len,
         activation_bytes,
     })
 }
 
 impl<'a> Model<'a> {
     /// Arena bytes `Interpreter::new` needs for this model (includes up to 15 bytes to align the
-    /// caller's buffer, so any buffer of this size works). Validates every operator on the way.
-    /// Plans with a stack scratch of `16 * MAX_PLANNED_TENSORS` bytes; on small stacks use
-    /// [`Model::arena_size_with_scratch`].
+    /// caller's buffer, so any buffer of this size works). Validates every operator on the way,
+    /// exactly as `Interpreter::new` does, so a model accepted here fails `new` only with
+    /// `ArenaTooSmall`. Plans with a stack scratch of `16 * MAX_PLANNED_TENSORS` bytes; on small
+    /// stacks use [`Model::arena_size_with_scratch`].
     pub fn arena_size(&self) -> Result<usize> {
         let n = self.num_tensors();
         if n > MAX_PLANNED_TENSORS {
@@ -122,130 +140,282 @@ impl<'a> Model<'a> {
     }
 }
 
-/// An operator bound to its kernel: validated parameters plus where its data lives.
-#[derive(Clone, Copy, Debug)]
-enum Bound<'m> {
-    Conv {
-        params: conv::ConvParams,
-        input: TensorInfo<'m>,
-        filter: TensorInfo<'m>,
-        bias: Option<&'m [u8]>,
-        output: TensorInfo<'m>,
-    },
-    FullyConnected {
-        params: fully_connected::FcParams,
-        input: TensorInfo<'m>,
-        filter: TensorInfo<'m>,
-        bias: Option<&'m [u8]>,
-        output: TensorInfo<'m>,
-    },
-    Quantize {
-        params: quantize::QuantizeParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    Dequantize {
-        params: dequantize::DequantizeParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    Mean {
-        params: mean::MeanParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    Reshape {
-        params: reshape::ReshapeParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    DepthwiseConv {
-        params: depthwise_conv::DepthwiseConvParams,
-        input: TensorInfo<'m>,
-        filter: TensorInfo<'m>,
-        bias: Option<&'m [u8]>,
-        output: TensorInfo<'m>,
-    },
-    Add {
-        params: add::AddParams,
-        a: TensorInfo<'m>,
-        b: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    Mul {
-        params: mul::MulParams,
-        a: TensorInfo<'m>,
-        b: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    Pool {
-        params: pooling::PoolParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    Pad {
-        params: pad::PadParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    /// The inputs are re-read from the operator at run time (there may be up to
-    /// [`MAX_CONCAT_INPUTS`] of them).
-    Concat {
-        params: concatenation::ConcatParams,
-        output: TensorInfo<'m>,
-    },
-    Softmax {
-        params: softmax::SoftmaxParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    /// The 256-entry table lives in the op blob (built once at init).
-    Logistic {
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    HardSwish {
-        params: hard_swish::HardSwishParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    Relu {
-        params: activations::ReluParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    // Shape arithmetic that TFLiteConverter emits for a dynamic batch (SHAPE -> STRIDED_SLICE
-    // -> PACK -> RESHAPE's shape input); see `bind_shape_op`.
-    Shape {
-        params: shape::ShapeParams,
-        output: TensorInfo<'m>,
-    },
-    StridedSlice {
-        params: strided_slice::StridedSliceParams,
-        input: TensorInfo<'m>,
-        output: TensorInfo<'m>,
-    },
-    /// The inputs are re-read from the operator at run time, like CONCATENATION's.
-    Pack {
-        params: pack::PackParams,
-        output: TensorInfo<'m>,
-    },
+/// Where one operand's bytes are, resolved at init: `len` bytes at `start` in the activation
+/// region, or in the model bytes for a constant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    in_model: bool,
+    start: usize,
+    len: usize,
 }
+record_struct!(Span {
+    in_model,
+    start,
+    len
+});
+
+/// `len` bytes at `at` in the op-blob region (16-byte aligned).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Blob {
+    at: usize,
+    len: usize,
+}
+record_struct!(Blob { at, len });
 
 /// Most inputs a CONCATENATION may have (TFLite Micro allows 10).
 pub const MAX_CONCAT_INPUTS: usize = 16;
 
-impl Bound<'_> {
-    /// Persistent bytes the op needs (per channel: two i32 for conv and depthwise, one f64 for
-    /// FC; LOGISTIC's 256-byte table).
-    fn blob_bytes(&self) -> usize {
-        match self {
-            Bound::Conv { params, .. } => params.out_c * 8,
-            Bound::FullyConnected { params, .. } => params.out_depth * 8,
-            Bound::DepthwiseConv { params, .. } => params.filter_shape[3] * 8,
-            Bound::Logistic { .. } => 256,
-            _ => 0,
+/// CONCATENATION's inputs: the count, then that many spans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Spans {
+    n: usize,
+    spans: [Span; MAX_CONCAT_INPUTS],
+}
+
+impl Record for Spans {
+    fn put(&self, w: &mut Writer) {
+        self.n.put(w);
+        for s in self.spans.get(..self.n).unwrap_or(&[]) {
+            s.put(w);
         }
+    }
+    fn get(r: &mut Reader) -> Option<Self> {
+        let mut v = Spans {
+            n: usize::get(r)?,
+            ..Spans::default()
+        };
+        for s in v.spans.get_mut(..v.n)? {
+            *s = Span::get(r)?;
+        }
+        Some(v)
+    }
+}
+
+/// An operator prepared at init: its kernel (the variant), the kernel's validated parameters,
+/// and where its operands live. Lifetime-free plain data, stored encoded in the op records.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Prepared {
+    /// `quant`: `out_c` i32 multipliers then `out_c` i32 shifts.
+    Conv {
+        params: conv::ConvParams,
+        input: Span,
+        filter: Span,
+        bias: Option<Span>,
+        output: Span,
+        quant: Blob,
+    },
+    /// `scales`: `out_depth` f64 real scales.
+    FullyConnected {
+        params: fully_connected::FcParams,
+        input: Span,
+        filter: Span,
+        bias: Option<Span>,
+        output: Span,
+        scales: Blob,
+    },
+    Quantize {
+        params: quantize::QuantizeParams,
+        input: Span,
+        output: Span,
+    },
+    Dequantize {
+        params: dequantize::DequantizeParams,
+        /// uint8 input (else int8).
+        unsigned: bool,
+        input: Span,
+        output: Span,
+    },
+    Mean {
+        params: mean::MeanParams,
+        input: Span,
+        output: Span,
+    },
+    Reshape {
+        params: reshape::ReshapeParams,
+        input: Span,
+        output: Span,
+    },
+    /// `quant`: one i32 multiplier then one i32 shift per output channel (as CONV_2D).
+    DepthwiseConv {
+        params: depthwise_conv::DepthwiseConvParams,
+        input: Span,
+        filter: Span,
+        bias: Option<Span>,
+        output: Span,
+        quant: Blob,
+    },
+    Add {
+        params: add::AddParams,
+        a: Span,
+        b: Span,
+        output: Span,
+    },
+    Mul {
+        params: mul::MulParams,
+        a: Span,
+        b: Span,
+        output: Span,
+    },
+    Pool {
+        params: pooling::PoolParams,
+        input: Span,
+        output: Span,
+    },
+    Pad {
+        params: pad::PadParams,
+        input: Span,
+        output: Span,
+    },
+    Concat {
+        params: concatenation::ConcatParams,
+        inputs: Spans,
+        output: Span,
+    },
+    Softmax {
+        params: softmax::SoftmaxParams,
+        input: Span,
+        output: Span,
+    },
+    /// The 256-entry table is part of the record.
+    Logistic {
+        params: logistic::LogisticParams,
+        input: Span,
+        output: Span,
+    },
+    HardSwish {
+        params: hard_swish::HardSwishParams,
+        input: Span,
+        output: Span,
+    },
+    Relu {
+        params: activations::ReluParams,
+        input: Span,
+        output: Span,
+    },
+}
+
+record_enum!(Prepared {
+    0 => Conv { params, input, filter, bias, output, quant },
+    1 => FullyConnected { params, input, filter, bias, output, scales },
+    2 => Quantize { params, input, output },
+    3 => Dequantize { params, unsigned, input, output },
+    4 => Mean { params, input, output },
+    5 => Reshape { params, input, output },
+    6 => DepthwiseConv { params, input, filter, bias, output, quant },
+    7 => Add { params, a, b, output },
+    8 => Mul { params, a, b, output },
+    9 => Pool { params, input, output },
+    10 => Pad { params, input, output },
+    11 => Concat { params, inputs, output },
+    12 => Softmax { params, input, output },
+    13 => Logistic { params, input, output },
+    14 => HardSwish { params, input, output },
+    15 => Relu { params, input, output },
+});
+
+/// What `bind` needs besides the operator: the model, the activation plan (to resolve spans)
+/// and the op-blob region (`None` in the sizing pass, where allocations are only counted).
+struct Ctx<'m, 'p, 'b> {
+    model: Model<'m>,
+    recs: &'p [u32],
+    activation_bytes: usize,
+    blobs: Option<&'b mut [u8]>,
+    /// Blob bytes allocated so far (each allocation rounded up to [`ALIGN`]).
+    blob_len: usize,
+}
+
+impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
+    fn new(
+        model: &Model<'m>,
+        recs: &'p [u32],
+        activation_bytes: usize,
+        blobs: Option<&'b mut [u8]>,
+    ) -> Self {
+        Self {
+            model: *model,
+            recs,
+            activation_bytes,
+            blobs,
+            blob_len: 0,
+        }
+    }
+
+    /// Where tensor `t`'s bytes are: a constant's range of the model bytes, or its planned
+    /// range of the activation region (checked to lie inside it).
+    fn span(&self, op: &OperatorInfo, t: &TensorInfo) -> Result<Span> {
+        if let Some(d) = t.data {
+            // Constants are sub-slices of the model buffer (zero-copy); store the offset, not
+            // the reference, so the prepared state is lifetime-free.
+            let bytes = self.model.bytes();
+            let start = (d.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+            let inside = bytes
+                .get(start..start.saturating_add(d.len()))
+                .is_some_and(|s| core::ptr::eq(s, d));
+            if !inside {
+                return Err(op.invalid_tensor(t, "constant data outside the model buffer"));
+            }
+            return Ok(Span {
+                in_model: true,
+                start,
+                len: d.len(),
+            });
+        }
+        let off = self
+            .recs
+            .get(WORDS_PER_TENSOR * t.index)
+            .copied()
+            .unwrap_or(NONE);
+        let len = t.byte_size();
+        if off == NONE || (off as usize).saturating_add(len) > self.activation_bytes {
+            return Err(op.invalid_tensor(t, "tensor has no data and no arena slot"));
+        }
+        Ok(Span {
+            in_model: false,
+            start: off as usize,
+            len,
+        })
+    }
+
+    /// The output's span, checked not to overlap `input` (the planner guarantees it for
+    /// operands live at the same operator; checked so `eval` can rely on it).
+    fn disjoint(&self, op: &OperatorInfo, out: Span, input: Span) -> Result<()> {
+        // Exactly `io`'s test: an arena input ends before the output starts or starts after it.
+        let clear = input.in_model
+            || input.start + input.len <= out.start
+            || input.start >= out.start + out.len;
+        if out.in_model || !clear {
+            return Err(op.invalid("arena plan places an input over the output"));
+        }
+        Ok(())
+    }
+
+    /// Spans of `N` inputs and one output, checked for placement.
+    fn io<const N: usize>(
+        &self,
+        op: &OperatorInfo,
+        inputs: [&TensorInfo; N],
+        output: &TensorInfo,
+    ) -> Result<([Span; N], Span)> {
+        let out = self.span(op, output)?;
+        let mut spans = [Span::default(); N];
+        for (s, t) in spans.iter_mut().zip(inputs) {
+            *s = self.span(op, t)?;
+            self.disjoint(op, out, *s)?;
+        }
+        Ok((spans, out))
+    }
+
+    /// Allocates `bytes` of op blob; the slice to fill at init, `None` in the sizing pass.
+    fn blob(&mut self, bytes: usize) -> Result<(Blob, Option<&mut [u8]>)> {
+        let at = self.blob_len;
+        self.blob_len = align_up(bytes)
+            .and_then(|n| n.checked_add(at))
+            .ok_or_else(overflow)?;
+        let dst = match self.blobs.as_deref_mut() {
+            Some(b) => Some(b.get_mut(at..at + bytes).ok_or_else(overflow)?),
+            None => None,
+        };
+        Ok((Blob { at, len: bytes }, dst))
     }
 }
 
@@ -392,17 +562,19 @@ fn check_bias<'m>(
     model: &Model<'m>,
     op: &OperatorInfo<'m>,
     channels: usize,
-) -> Result<Option<&'m [u8]>> {
+) -> Result<Option<TensorInfo<'m>>> {
     let Some(t) = op.input(2) else {
         return Ok(None);
     };
     let bias = model.tensor(t)?;
     expect_type(op, &bias, DType::Int32, "bias must be int32")?;
-    let data = bias.data.ok_or(op.invalid("bias must be constant"))?;
+    if bias.data.is_none() {
+        return Err(op.invalid("bias must be constant"));
+    }
     if bias.num_elements() != channels {
         return Err(op.invalid("bias length differs from the output channel count"));
     }
-    Ok(Some(data))
+    Ok(Some(bias))
 }
 
 fn int8_kind(op: &OperatorInfo, t: &TensorInfo) -> Result<quantize::Int8Kind> {
@@ -418,10 +590,12 @@ fn kern<T>(op: &OperatorInfo, r: core::result::Result<T, &'static str>) -> Resul
     r.map_err(|reason| op.invalid(reason))
 }
 
-/// Validates operator `op` and derives its kernel parameters. `full` is false on the invoke
-/// path, where the operator was already validated at init and only the work whose result lives
-/// in the op blob (LOGISTIC's table) is skipped.
-fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Bound<'m>> {
+/// Validates operator `op`, derives its kernel parameters and resolves its operands: the one
+/// place where an operator is checked. Per-channel data is computed (and validated) in both
+/// passes and stored when `ctx` has the blob region.
+fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared> {
+    // A copy (a few words), so that `ctx` stays free to be borrowed mutably below.
+    let model = &{ ctx.model };
     match op.opcode {
         opc::CONV_2D => {
             let input = input_tensor(model, op, 0)?;
@@ -451,12 +625,52 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                 output_zero_point: output.zero_point(),
                 output_scale: output.scale(),
             };
-            Ok(Bound::Conv {
-                params: kern(op, conv::prepare(&spec))?,
-                input,
-                filter,
+            let params = kern(op, conv::prepare(&spec))?;
+            let ([input_s, filter_s], output_s) = ctx.io(op, [&input, &filter], &output)?;
+            let bias = bias.map(|b| ctx.span(op, &b)).transpose()?;
+            let n = params.out_c;
+            let (quant, mut dst) = ctx.blob(8 * n)?;
+            if n == 0 {
+                // No channel to compute; still run the whole-filter checks.
+                kern(
+                    op,
+                    conv::populate_multipliers(
+                        input.scale(),
+                        filter.quant.scales(),
+                        output.scale(),
+                        &mut [],
+                        &mut [],
+                    ),
+                )?;
+            }
+            for c in 0..n {
+                // One channel at a time, so the sizing pass validates without storage.
+                let fs = filter
+                    .quant
+                    .scale(if filter.quant.len() == 1 { 0 } else { c });
+                let (mut m, mut s) = ([0i32], [0i32]);
+                kern(
+                    op,
+                    conv::populate_multipliers(
+                        input.scale(),
+                        core::iter::once(fs),
+                        output.scale(),
+                        &mut m,
+                        &mut s,
+                    ),
+                )?;
+                if let Some(d) = dst.as_deref_mut() {
+                    set_word(d, c, m[0] as u32)?;
+                    set_word(d, n + c, s[0] as u32)?;
+                }
+            }
+            Ok(Prepared::Conv {
+                params,
+                input: input_s,
+                filter: filter_s,
                 bias,
-                output,
+                output: output_s,
+                quant,
             })
         }
         opc::FULLY_CONNECTED => {
@@ -495,12 +709,47 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
             };
             // `spec` borrows the TensorInfos' shapes; prepare copies what it needs.
             let params = kern(op, fully_connected::prepare(&spec))?;
-            Ok(Bound::FullyConnected {
+            let ([input_s, filter_s], output_s) = ctx.io(op, [&input, &filter], &output)?;
+            let bias = bias.map(|b| ctx.span(op, &b)).transpose()?;
+            let (scales, mut dst) = ctx.blob(8 * params.out_depth)?;
+            if params.out_depth == 0 {
+                kern(
+                    op,
+                    fully_connected::populate_scales(
+                        input.scale(),
+                        filter.quant.scales(),
+                        output.scale(),
+                        &mut [],
+                    ),
+                )?;
+            }
+            for c in 0..params.out_depth {
+                let fs = filter
+                    .quant
+                    .scale(if filter.quant.len() == 1 { 0 } else { c });
+                let mut s = [0f64];
+                kern(
+                    op,
+                    fully_connected::populate_scales(
+                        input.scale(),
+                        core::iter::once(fs),
+                        output.scale(),
+                        &mut s,
+                    ),
+                )?;
+                if let Some(d) = dst.as_deref_mut() {
+                    d.get_mut(8 * c..8 * c + 8)
+                        .ok_or_else(overflow)?
+                        .copy_from_slice(&s[0].to_ne_bytes());
+                }
+            }
+            Ok(Prepared::FullyConnected {
                 params,
-                input,
-                filter,
+                input: input_s,
+                filter: filter_s,
                 bias,
-                output,
+                output: output_s,
+                scales,
             })
         }
         opc::QUANTIZE => {
@@ -530,7 +779,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                     ),
                 )?
             };
-            Ok(Bound::Quantize {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Quantize {
                 params,
                 input,
                 output,
@@ -549,8 +799,11 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                 DType::UInt8 => dequantize::prepare_uint8(input.scale(), input.zero_point()),
                 _ => return Err(op.invalid_tensor(&input, "input must be int8 or uint8")),
             };
-            Ok(Bound::Dequantize {
+            let unsigned = input.dtype == DType::UInt8;
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Dequantize {
                 params: kern(op, params)?,
+                unsigned,
                 input,
                 output,
             })
@@ -590,7 +843,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                 output_zero_point: output.zero_point(),
             };
             let params = kern(op, mean::prepare(&spec))?;
-            Ok(Bound::Mean {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Mean {
                 params,
                 input,
                 output,
@@ -603,7 +857,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                 return Err(op.invalid("input and output types differ"));
             }
             let params = kern(op, reshape::prepare(input.byte_size(), output.byte_size()))?;
-            Ok(Bound::Reshape {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Reshape {
                 params,
                 input,
                 output,
@@ -674,12 +929,31 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                     out_zp,
                 ),
             )?;
-            Ok(Bound::DepthwiseConv {
+            let ([input_s, filter_s], output_s) = ctx.io(op, [&input, &filter], &output)?;
+            let bias = bias.map(|b| ctx.span(op, &b)).transpose()?;
+            let ch = fd[3];
+            let (quant, mut dst) = ctx.blob(8 * ch)?;
+            for c in 0..ch {
+                let fs = filter.quant.scale(if n == 1 { 0 } else { c });
+                let q = depthwise_conv::prepare_channel(in_s, fs, out_s);
+                if q.shift > crate::quant::MAX_LEFT_SHIFT {
+                    return Err(op.invalid_tensor(
+                        &filter,
+                        "requantisation multiplier input_scale * filter_scale / output_scale is 2^30 or more",
+                    ));
+                }
+                if let Some(d) = dst.as_deref_mut() {
+                    set_word(d, c, q.multiplier as u32)?;
+                    set_word(d, ch + c, q.shift as u32)?;
+                }
+            }
+            Ok(Prepared::DepthwiseConv {
                 params,
-                input,
-                filter,
+                input: input_s,
+                filter: filter_s,
                 bias,
-                output,
+                output: output_s,
+                quant,
             })
         }
         opc::ADD | opc::MUL => {
@@ -704,7 +978,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                     op,
                     add::prepare(a_s, a_zp, b_s, b_zp, o_s, o_zp, act, ad, bd, od),
                 )?;
-                Ok(Bound::Add {
+                let ([a, b], output) = ctx.io(op, [&a, &b], &output)?;
+                Ok(Prepared::Add {
                     params,
                     a,
                     b,
@@ -721,7 +996,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                     op,
                     mul::prepare(a_s, a_zp, b_s, b_zp, o_s, o_zp, act, ad, bd, od),
                 )?;
-                Ok(Bound::Mul {
+                let ([a, b], output) = ctx.io(op, [&a, &b], &output)?;
+                Ok(Prepared::Mul {
                     params,
                     a,
                     b,
@@ -769,7 +1045,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                     o_zp,
                 ),
             )?;
-            Ok(Bound::Pool {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Pool {
                 params,
                 input,
                 output,
@@ -814,7 +1091,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
             let (id, ir) = udims(&input);
             let (od, or) = udims(&output);
             let params = kern(op, pad::prepare(&id[..ir], pads, &od[..or], o_zp))?;
-            Ok(Bound::Pad {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Pad {
                 params,
                 input,
                 output,
@@ -857,7 +1135,20 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                     o.i32(f::AXIS, 0)?,
                 ),
             )?;
-            Ok(Bound::Concat { params, output })
+            let out = ctx.span(op, &output)?;
+            let mut inputs = Spans {
+                n,
+                ..Spans::default()
+            };
+            for (k, s) in inputs.spans.iter_mut().enumerate().take(n) {
+                *s = ctx.span(op, &input_tensor(model, op, k)?)?;
+                ctx.disjoint(op, out, *s)?;
+            }
+            Ok(Prepared::Concat {
+                params,
+                inputs,
+                output: out,
+            })
         }
         opc::SOFTMAX => {
             let (input, (i_s, _), output, (o_s, o_zp)) = unary_int8(model, op)?;
@@ -869,7 +1160,8 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
             let beta = o.f32(schema::softmax_options::BETA, 0.0)?;
             let (d, r) = udims(&input);
             let params = kern(op, softmax::prepare(i_s, beta, o_s, o_zp, &d[..r]))?;
-            Ok(Bound::Softmax {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Softmax {
                 params,
                 input,
                 output,
@@ -877,15 +1169,19 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
         }
         opc::LOGISTIC => {
             let (input, (i_s, i_zp), output, (o_s, o_zp)) = unary_int8(model, op)?;
-            if full {
-                kern(op, logistic::prepare(i_s, i_zp, o_s, o_zp))?;
-            }
-            Ok(Bound::Logistic { input, output })
+            let params = kern(op, logistic::prepare(i_s, i_zp, o_s, o_zp))?;
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Logistic {
+                params,
+                input,
+                output,
+            })
         }
         opc::HARD_SWISH => {
             let (input, (i_s, i_zp), output, (o_s, o_zp)) = unary_int8(model, op)?;
             let params = kern(op, hard_swish::prepare(i_s, i_zp, o_s, o_zp))?;
-            Ok(Bound::HardSwish {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::HardSwish {
                 params,
                 input,
                 output,
@@ -899,127 +1195,23 @@ fn bind<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, full: bool) -> Result<Boun
                 _ => ReluKind::ReluN1To1,
             };
             let params = kern(op, activations::prepare_relu(kind, i_s, i_zp, o_s, o_zp))?;
-            Ok(Bound::Relu {
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::Relu {
                 params,
                 input,
                 output,
             })
         }
-        opc::SHAPE | opc::STRIDED_SLICE | opc::PACK => bind_shape_op(model, op),
         _ => Err(op.unsupported()),
     }
 }
 
-/// A data-moving operator's element size; int8/uint8 tensors must carry `reference`'s
-/// quantisation, since the bytes are copied unchanged.
-fn same_meaning(op: &OperatorInfo, t: &TensorInfo, reference: &TensorInfo) -> Result<usize> {
-    if t.dtype != reference.dtype {
-        return Err(op.invalid_tensor(t, "type differs from the output's"));
-    }
-    if matches!(t.dtype, DType::Int8 | DType::UInt8)
-        && (t.quant.len() != 1
-            || reference.quant.len() != 1
-            || t.scale() != reference.scale()
-            || t.zero_point() != reference.zero_point())
-    {
-        return Err(op.invalid_tensor(t, "quantisation differs from the output's"));
-    }
-    Ok(t.dtype.size())
-}
-
-/// A constant 1-D int32 tensor (STRIDED_SLICE's begin/end/strides) into `buf`.
-fn const_i32s<'b>(
-    op: &OperatorInfo,
-    t: &TensorInfo,
-    buf: &'b mut [i32; strided_slice::MAX_DIMS],
-) -> Result<&'b [i32]> {
-    expect_type(op, t, DType::Int32, "must be int32")?;
-    let data = t.data.ok_or(op.invalid_tensor(t, "must be constant"))?;
-    let n = t.num_elements();
-    if t.shape.rank() != 1 || n > buf.len() || data.len() != 4 * n {
-        return Err(op.invalid_tensor(t, "must be 1-D with at most 5 entries"));
-    }
-    for (v, c) in buf.iter_mut().zip(data.chunks_exact(4)) {
-        *v = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-    }
-    Ok(&buf[..n])
-}
-
-/// SHAPE, STRIDED_SLICE and PACK: the int32 shape arithmetic TFLiteConverter emits when a Keras
-/// model has a dynamic batch (e.g. Flatten, or squeeze-excite's Reshape). kdruntime's shapes are
-/// static, so these compute exactly what TFLite computes at run time.
-fn bind_shape_op<'m>(model: &Model<'m>, op: &OperatorInfo<'m>) -> Result<Bound<'m>> {
-    let output = output_tensor(model, op, 0)?;
-    let (od, or) = udims(&output);
-    match op.opcode {
-        opc::SHAPE => {
-            let input = input_tensor(model, op, 0)?;
-            let elem = match output.dtype {
-                DType::Int32 | DType::Int64 => output.dtype.size(),
-                _ => return Err(op.invalid_tensor(&output, "output must be int32 or int64")),
-            };
-            let (id, ir) = udims(&input);
-            let params = kern(op, shape::prepare(&id[..ir], &od[..or], elem))?;
-            Ok(Bound::Shape { params, output })
-        }
-        opc::STRIDED_SLICE => {
-            let input = input_tensor(model, op, 0)?;
-            let elem = same_meaning(op, &input, &output)?;
-            use schema::strided_slice_options as f;
-            let o = options_or_default(op, builtin_options::STRIDED_SLICE_OPTIONS)?;
-            let get = |id| o.map_or(Ok(0), |t| t.i32(id, 0));
-            if get(f::ELLIPSIS_MASK)? != 0 || get(f::NEW_AXIS_MASK)? != 0 {
-                return Err(op.invalid("ellipsis_mask and new_axis_mask are not supported"));
-            }
-            if o.map_or(Ok(false), |t| t.bool(f::OFFSET, false))? {
-                return Err(op.invalid("offset=true is not supported"));
-            }
-            let (mut b, mut e, mut s) = ([0; 5], [0; 5], [0; 5]);
-            let spec = strided_slice::SliceSpec {
-                begin: const_i32s(op, &input_tensor(model, op, 1)?, &mut b)?,
-                end: const_i32s(op, &input_tensor(model, op, 2)?, &mut e)?,
-                strides: const_i32s(op, &input_tensor(model, op, 3)?, &mut s)?,
-                begin_mask: get(f::BEGIN_MASK)?,
-                end_mask: get(f::END_MASK)?,
-                shrink_axis_mask: get(f::SHRINK_AXIS_MASK)?,
-            };
-            let (id, ir) = udims(&input);
-            let params = kern(
-                op,
-                strided_slice::prepare(&id[..ir], &spec, &od[..or], elem),
-            )?;
-            Ok(Bound::StridedSlice {
-                params,
-                input,
-                output,
-            })
-        }
-        _ => {
-            let n = op.inputs.len();
-            if n == 0 || n > MAX_CONCAT_INPUTS {
-                return Err(op.invalid("PACK takes 1 to 16 inputs"));
-            }
-            let first = input_tensor(model, op, 0)?;
-            let mut elem = 0;
-            for k in 0..n {
-                let t = input_tensor(model, op, k)?;
-                elem = same_meaning(op, &t, &output)?;
-                if t.shape != first.shape {
-                    return Err(op.invalid_tensor(&t, "PACK inputs differ in shape"));
-                }
-            }
-            use schema::pack_options as f;
-            let o = options(op, builtin_options::PACK_OPTIONS, "missing PackOptions")?;
-            if usize::try_from(o.i32(f::VALUES_COUNT, 0)?) != Ok(n) {
-                return Err(op.invalid("values_count differs from the number of inputs"));
-            }
-            let (id, ir) = udims(&first);
-            let params = kern(
-                op,
-                pack::prepare(&id[..ir], n, o.i32(f::AXIS, 0)?, &od[..or], elem),
-            )?;
-            Ok(Bound::Pack { params, output })
-        }
+/// Writes native-endian word `i` of an op blob.
+fn set_word(b: &mut [u8], i: usize, v: u32) -> Result<()> {
+    if set_u32_word(b, i, v) {
+        Ok(())
+    } else {
+        Err(overflow())
     }
 }
 
@@ -1028,13 +1220,19 @@ pub struct Interpreter<'m, 'a> {
     model: Model<'m>,
     /// The caller's arena from its first 16-byte-aligned byte.
     arena: &'a mut [u8],
-    table_start: usize,
+    /// Byte range of the op records in `arena`.
+    records: (usize, usize),
+    /// Byte range of the op blobs in `arena`.
+    blobs: (usize, usize),
     activation_start: usize,
+    /// Operator count (one record each).
+    n_ops: usize,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
-    /// Plans the arena, validates every operator and precomputes per-channel data. Fails with
-    /// `ArenaTooSmall { needed, given }` when `arena` is shorter than `model.arena_size()`.
+    /// Plans the arena, validates and prepares every operator (see the module docs). Fails with
+    /// `ArenaTooSmall { needed, given }` when `arena` is shorter than `model.arena_size()`; every
+    /// other error is one `model.arena_size()` reports too.
     pub fn new(model: &Model<'m>, arena: &'a mut [u8]) -> Result<Self> {
         let model = *model;
         let given = arena.len();
@@ -1047,36 +1245,43 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             return Err(Error::ArenaTooSmall { needed, given });
         }
         let arena = &mut arena[pad..];
-        let recs = as_u32_mut(&mut arena[..plan_bytes]).ok_or_else(overflow)?;
-        let lay = layout(&model, recs)?;
+        let lay = {
+            let recs = as_u32_mut(&mut arena[..plan_bytes]).ok_or_else(overflow)?;
+            layout(&model, recs)?
+        };
         let needed = lay.total().ok_or_else(overflow)?;
         if given < needed {
             return Err(Error::ArenaTooSmall { needed, given });
         }
-        let table_start = lay.plan_bytes;
+        let records = (plan_bytes, plan_bytes + lay.record_bytes);
+        let blobs = (records.1, records.1 + lay.blobs_bytes);
         let activation_start = lay.persistent();
-        // Per-op blobs, filled once.
-        let mut blob = table_start + lay.table_bytes;
-        for i in 0..model.num_operators() {
-            let op = model.operator(i)?;
-            let b = bind(&model, &op, true)?;
-            let n = b.blob_bytes();
-            let (head, rest) = arena.split_at_mut(blob);
-            let word = if n == 0 { NONE } else { blob as u32 };
-            if !set_u32_word(&mut head[table_start..], i, word) {
-                return Err(overflow());
+        {
+            let (plan_part, rest) = arena
+                .split_at_mut_checked(plan_bytes)
+                .ok_or_else(overflow)?;
+            let (record_part, rest) = rest
+                .split_at_mut_checked(lay.record_bytes)
+                .ok_or_else(overflow)?;
+            let blob_part = rest.get_mut(..lay.blobs_bytes).ok_or_else(overflow)?;
+            let recs = as_u32_mut(plan_part).ok_or_else(overflow)?;
+            let mut ctx = Ctx::new(&model, recs, lay.activation_bytes, Some(blob_part));
+            let mut words = Writer::new(Some(record_part));
+            for i in 0..model.num_operators() {
+                let op = model.operator(i)?;
+                bind(&op, &mut ctx)?.put(&mut words);
+                if !words.ok() {
+                    return Err(op.invalid("a prepared parameter does not fit 32 bits"));
+                }
             }
-            if n > 0 {
-                let bytes = rest.get_mut(..n).ok_or_else(overflow)?;
-                init_blob(&op, &b, bytes)?;
-            }
-            blob += align_up(n).ok_or_else(overflow)?;
         }
         Ok(Self {
             model,
             arena,
-            table_start,
+            records,
+            blobs,
             activation_start,
+            n_ops: model.num_operators(),
         })
     }
 
@@ -1128,267 +1333,239 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         }
     }
 
-    /// Runs every operator in order.
+    /// Runs every operator in order: decodes its record and calls its kernel. Everything was
+    /// validated at init; the `Result` stays for API stability (an error here would mean the
+    /// arena's persistent region was corrupted, which safe code cannot do).
     pub fn invoke(&mut self) -> Result<()> {
-        for i in 0..self.model.num_operators() {
-            let op = self.model.operator(i)?;
-            let b = bind(&self.model, &op, false)?;
-            self.run(&op, &b)?;
-        }
-        Ok(())
-    }
-
-    fn run(&mut self, op: &OperatorInfo<'m>, b: &Bound<'m>) -> Result<()> {
-        let blob_at =
-            u32_word(self.arena.get(self.table_start..).unwrap_or(&[]), op.index).unwrap_or(NONE);
-        let bad_arena = || op.invalid("arena layout inconsistent with the model");
-        match *b {
-            Bound::Conv {
-                ref params,
-                input,
-                filter,
-                bias,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (persist, acts, base) = self.split();
-                let (mult, shift) = blob(persist, blob_at, params.out_c).ok_or_else(bad_arena)?;
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                conv::eval(
-                    params,
-                    mult,
-                    shift,
-                    as_i8(x),
-                    as_i8(filter.data.unwrap_or(&[])),
-                    bias,
-                    as_i8_mut(y),
-                );
-            }
-            Bound::FullyConnected {
-                ref params,
-                input,
-                filter,
-                bias,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (persist, acts, base) = self.split();
-                let scales = real_blob(persist, blob_at, params.out_depth).ok_or_else(bad_arena)?;
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                fully_connected::eval(
-                    params,
-                    scales,
-                    as_i8(x),
-                    as_i8(filter.data.unwrap_or(&[])),
-                    bias,
-                    as_i8_mut(y),
-                );
-            }
-            Bound::Quantize {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                quantize::eval(params, x, y);
-            }
-            Bound::Dequantize {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                if input.dtype == DType::UInt8 {
-                    dequantize::eval_uint8(params, x, y);
-                } else {
-                    dequantize::eval(params, as_i8(x), y);
-                }
-            }
-            Bound::Mean {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                mean::eval(params, as_i8(x), as_i8_mut(y));
-            }
-            Bound::Reshape {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                reshape::eval(params, x, y);
-            }
-            Bound::DepthwiseConv {
-                ref params,
-                input,
-                filter,
-                bias,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (persist, acts, base) = self.split();
-                let (mult, shift) =
-                    blob(persist, blob_at, params.filter_shape[3]).ok_or_else(bad_arena)?;
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                depthwise_conv::eval_split(
-                    params,
-                    mult,
-                    shift,
-                    as_i8(x),
-                    as_i8(filter.data.unwrap_or(&[])),
-                    bias,
-                    as_i8_mut(y),
-                );
-            }
-            Bound::Add {
-                ref params,
-                a,
-                b,
-                output,
-            } => {
-                let (la, lb) = (self.location(&a)?, self.location(&b)?);
-                let o = self.location(&output)?;
-                let (_, acts, base) = self.split();
-                let ([x1, x2], y) = io(acts, base, [la, lb], o).ok_or_else(bad_arena)?;
-                add::eval(params, as_i8(x1), as_i8(x2), as_i8_mut(y));
-            }
-            Bound::Mul {
-                ref params,
-                a,
-                b,
-                output,
-            } => {
-                let (la, lb) = (self.location(&a)?, self.location(&b)?);
-                let o = self.location(&output)?;
-                let (_, acts, base) = self.split();
-                let ([x1, x2], y) = io(acts, base, [la, lb], o).ok_or_else(bad_arena)?;
-                mul::eval(params, as_i8(x1), as_i8(x2), as_i8_mut(y));
-            }
-            Bound::Pool {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                pooling::eval(params, as_i8(x), as_i8_mut(y));
-            }
-            Bound::Pad {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                pad::eval(params, as_i8(x), as_i8_mut(y));
-            }
-            Bound::Concat { ref params, output } => {
-                let n = op.inputs.len().min(MAX_CONCAT_INPUTS);
-                let mut locs = [Loc::Const(&[]); MAX_CONCAT_INPUTS];
-                for (k, l) in locs.iter_mut().enumerate().take(n) {
-                    *l = self.location(&input_tensor(&self.model, op, k)?)?;
-                }
-                let o = self.location(&output)?;
-                let (_, acts, base) = self.split();
-                let (xs, y) = io(acts, base, locs, o).ok_or_else(bad_arena)?;
-                let mut ins: [&[i8]; MAX_CONCAT_INPUTS] = [&[]; MAX_CONCAT_INPUTS];
-                for (d, x) in ins.iter_mut().zip(xs) {
-                    *d = as_i8(x);
-                }
-                concatenation::eval(params, ins.get(..n).unwrap_or(&[]), as_i8_mut(y));
-            }
-            Bound::Softmax {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                softmax::eval(params, as_i8(x), as_i8_mut(y));
-            }
-            Bound::Logistic { input, output } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (persist, acts, base) = self.split();
-                let table = table_blob(persist, blob_at).ok_or_else(bad_arena)?;
-                let mut params = logistic::LogisticParams { table: [0; 256] };
-                for (d, &v) in params.table.iter_mut().zip(table) {
-                    *d = v as i8;
-                }
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                logistic::eval(&params, as_i8(x), as_i8_mut(y));
-            }
-            Bound::HardSwish {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                hard_swish::eval(params, as_i8(x), as_i8_mut(y));
-            }
-            Bound::Relu {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                activations::eval_relu(params, as_i8(x), as_i8_mut(y));
-            }
-            Bound::Shape { ref params, output } => {
-                let o = self.location(&output)?;
-                let (_, acts, base) = self.split();
-                let ([], y) = io(acts, base, [], o).ok_or_else(bad_arena)?;
-                shape::eval(params, y);
-            }
-            Bound::StridedSlice {
-                ref params,
-                input,
-                output,
-            } => {
-                let (i, o) = (self.location(&input)?, self.location(&output)?);
-                let (_, acts, base) = self.split();
-                let ([x], y) = io(acts, base, [i], o).ok_or_else(bad_arena)?;
-                strided_slice::eval(params, x, y);
-            }
-            Bound::Pack { ref params, output } => {
-                let n = op.inputs.len().min(MAX_CONCAT_INPUTS);
-                let mut locs = [Loc::Const(&[]); MAX_CONCAT_INPUTS];
-                for (k, l) in locs.iter_mut().enumerate().take(n) {
-                    *l = self.location(&input_tensor(&self.model, op, k)?)?;
-                }
-                let o = self.location(&output)?;
-                let (_, acts, base) = self.split();
-                let (xs, y) = io(acts, base, locs, o).ok_or_else(bad_arena)?;
-                pack::eval(params, xs.get(..n).unwrap_or(&[]), y);
+        let model = self.model.bytes();
+        let (persist, acts) = self.arena.split_at_mut(self.activation_start);
+        let records = persist.get(self.records.0..self.records.1).unwrap_or(&[]);
+        let blobs = persist.get(self.blobs.0..self.blobs.1).unwrap_or(&[]);
+        let mut r = Reader::new(records);
+        for i in 0..self.n_ops {
+            let done = Prepared::get(&mut r).and_then(|p| eval(&p, model, blobs, acts));
+            if done.is_none() {
+                return Err(match self.model.operator(i) {
+                    Ok(op) => op.invalid("arena layout inconsistent with the model"),
+                    Err(e) => e,
+                });
             }
         }
         Ok(())
-    }
-
-    /// (persistent region, activation region, activation region's offset in the arena).
-    fn split(&mut self) -> (&[u8], &mut [u8], usize) {
-        let (p, a) = self.arena.split_at_mut(self.activation_start);
-        (p, a, self.activation_start)
     }
 }
 
-/// Where a tensor's bytes are: in the model, or `(start, len)` in the arena.
+/// Runs one prepared operator: the single place that maps a prepared operator to its kernel
+/// function. `None` only if the spans disagree with the arena, which init rules out.
+fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()> {
+    let loc = |s: Span| -> Option<Loc> {
+        if s.in_model {
+            Some(Loc::Const(model.get(s.start..s.start.checked_add(s.len)?)?))
+        } else {
+            Some(Loc::Arena(s.start, s.len))
+        }
+    };
+    let blob = |b: Blob| blobs.get(b.at..b.at.checked_add(b.len)?);
+    // Filters and biases are constants (checked at init).
+    let konst = |s: Span| match loc(s)? {
+        Loc::Const(d) => Some(d),
+        Loc::Arena(..) => None,
+    };
+    match *p {
+        Prepared::Conv {
+            ref params,
+            input,
+            filter,
+            bias,
+            output,
+            quant,
+        } => {
+            let words = as_i32(blob(quant)?)?;
+            let (mult, shift) = words.split_at_checked(params.out_c)?;
+            let filter = konst(filter)?;
+            let bias = match bias {
+                Some(b) => Some(konst(b)?),
+                None => None,
+            };
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            conv::eval(
+                params,
+                mult,
+                shift,
+                as_i8(x),
+                as_i8(filter),
+                bias,
+                as_i8_mut(y),
+            );
+        }
+        Prepared::FullyConnected {
+            ref params,
+            input,
+            filter,
+            bias,
+            output,
+            scales,
+        } => {
+            let scales = as_f64(blob(scales)?)?;
+            let filter = konst(filter)?;
+            let bias = match bias {
+                Some(b) => Some(konst(b)?),
+                None => None,
+            };
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            fully_connected::eval(params, scales, as_i8(x), as_i8(filter), bias, as_i8_mut(y));
+        }
+        Prepared::Quantize {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            quantize::eval(params, x, y);
+        }
+        Prepared::Dequantize {
+            ref params,
+            unsigned,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            if unsigned {
+                dequantize::eval_uint8(params, x, y);
+            } else {
+                dequantize::eval(params, as_i8(x), y);
+            }
+        }
+        Prepared::Mean {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            mean::eval(params, as_i8(x), as_i8_mut(y));
+        }
+        Prepared::Reshape {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            reshape::eval(params, x, y);
+        }
+        Prepared::DepthwiseConv {
+            ref params,
+            input,
+            filter,
+            bias,
+            output,
+            quant,
+        } => {
+            let words = as_i32(blob(quant)?)?;
+            let (mult, shift) = words.split_at_checked(params.filter_shape[3])?;
+            let filter = konst(filter)?;
+            let bias = match bias {
+                Some(b) => Some(konst(b)?),
+                None => None,
+            };
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            depthwise_conv::eval_split(
+                params,
+                mult,
+                shift,
+                as_i8(x),
+                as_i8(filter),
+                bias,
+                as_i8_mut(y),
+            );
+        }
+        Prepared::Add {
+            ref params,
+            a,
+            b,
+            output,
+        } => {
+            let ([x1, x2], y) = io(acts, [loc(a)?, loc(b)?], loc(output)?)?;
+            add::eval(params, as_i8(x1), as_i8(x2), as_i8_mut(y));
+        }
+        Prepared::Mul {
+            ref params,
+            a,
+            b,
+            output,
+        } => {
+            let ([x1, x2], y) = io(acts, [loc(a)?, loc(b)?], loc(output)?)?;
+            mul::eval(params, as_i8(x1), as_i8(x2), as_i8_mut(y));
+        }
+        Prepared::Pool {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            pooling::eval(params, as_i8(x), as_i8_mut(y));
+        }
+        Prepared::Pad {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            pad::eval(params, as_i8(x), as_i8_mut(y));
+        }
+        Prepared::Concat {
+            ref params,
+            ref inputs,
+            output,
+        } => {
+            let mut locs = [Loc::Const(&[]); MAX_CONCAT_INPUTS];
+            for (l, s) in locs.iter_mut().zip(inputs.spans.get(..inputs.n)?) {
+                *l = loc(*s)?;
+            }
+            let (xs, y) = io(acts, locs, loc(output)?)?;
+            let mut ins: [&[i8]; MAX_CONCAT_INPUTS] = [&[]; MAX_CONCAT_INPUTS];
+            for (d, x) in ins.iter_mut().zip(xs) {
+                *d = as_i8(x);
+            }
+            concatenation::eval(params, ins.get(..inputs.n)?, as_i8_mut(y));
+        }
+        Prepared::Softmax {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            softmax::eval(params, as_i8(x), as_i8_mut(y));
+        }
+        Prepared::Logistic {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            logistic::eval(params, as_i8(x), as_i8_mut(y));
+        }
+        Prepared::HardSwish {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            hard_swish::eval(params, as_i8(x), as_i8_mut(y));
+        }
+        Prepared::Relu {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            activations::eval_relu(params, as_i8(x), as_i8_mut(y));
+        }
+    }
+    Some(())
+}
+
+/// Where a tensor's bytes are: in the model, or `(start, len)` in the arena (for `io`: in the
+/// activation region).
 #[derive(Clone, Copy, Debug)]
 enum Loc<'m> {
     Const(&'m [u8]),
@@ -1396,17 +1573,15 @@ enum Loc<'m> {
 }
 
 /// Splits the activation region into `N` shared input slices and one exclusive output slice.
-/// Inputs must not overlap the output (the planner guarantees it; checked anyway).
+/// Inputs must not overlap the output (checked at init; checked again here for soundness).
 fn io<'s, 'm: 's, const N: usize>(
     acts: &'s mut [u8],
-    base: usize,
     inputs: [Loc<'m>; N],
     output: Loc<'m>,
 ) -> Option<([&'s [u8]; N], &'s mut [u8])> {
     let Loc::Arena(os, ol) = output else {
         return None;
     };
-    let os = os.checked_sub(base)?;
     let oe = os.checked_add(ol)?;
     if oe > acts.len() {
         return None;
@@ -1419,7 +1594,6 @@ fn io<'s, 'm: 's, const N: usize>(
         *slot = match loc {
             Loc::Const(d) => d,
             Loc::Arena(s, l) => {
-                let s = s.checked_sub(base)?;
                 let e = s.checked_add(l)?;
                 if e <= os {
                     lo.get(s..e)?
@@ -1434,106 +1608,42 @@ fn io<'s, 'm: 's, const N: usize>(
     Some((ins, out))
 }
 
-/// The per-channel multipliers and shifts of an op blob.
-fn blob(persist: &[u8], at: u32, channels: usize) -> Option<(&[i32], &[i32])> {
-    if at == NONE {
-        return None;
-    }
-    let at = at as usize;
-    let words = as_i32(persist.get(at..at + 8 * channels)?)?;
-    Some(words.split_at(channels))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// LOGISTIC's 256-byte table.
-fn table_blob(persist: &[u8], at: u32) -> Option<&[u8]> {
-    if at == NONE {
-        return None;
-    }
-    let at = at as usize;
-    persist.get(at..at.checked_add(256)?)
-}
-
-/// The per-channel real scales of a FULLY_CONNECTED blob.
-fn real_blob(persist: &[u8], at: u32, channels: usize) -> Option<&[f64]> {
-    if at == NONE {
-        return None;
-    }
-    let at = at as usize;
-    as_f64(persist.get(at..at + 8 * channels)?)
-}
-
-fn init_blob(op: &OperatorInfo, b: &Bound, bytes: &mut [u8]) -> Result<()> {
-    let misaligned = || op.invalid("misaligned op blob");
-    match b {
-        Bound::Conv {
-            input,
-            filter,
-            output,
-            params,
-            ..
-        } => {
-            let words = as_i32_mut(bytes).ok_or_else(misaligned)?;
-            let (mult, shift) = words.split_at_mut(params.out_c);
-            kern(
-                op,
-                conv::populate_multipliers(
-                    input.scale(),
-                    filter.quant.scales(),
-                    output.scale(),
-                    mult,
-                    shift,
-                ),
-            )
-        }
-        Bound::FullyConnected {
-            input,
-            filter,
-            output,
-            ..
-        } => {
-            let scales = as_f64_mut(bytes).ok_or_else(misaligned)?;
-            kern(
-                op,
-                fully_connected::populate_scales(
-                    input.scale(),
-                    filter.quant.scales(),
-                    output.scale(),
-                    scales,
-                ),
-            )
-        }
-        Bound::DepthwiseConv {
-            input,
-            filter,
-            output,
-            params,
-            ..
-        } => {
-            let words = as_i32_mut(bytes).ok_or_else(misaligned)?;
-            let (mult, shift) = words.split_at_mut(params.filter_shape[3]);
-            let n = filter.quant.len();
-            for (c, (m, s)) in mult.iter_mut().zip(shift.iter_mut()).enumerate() {
-                let fs = filter.quant.scale(if n == 1 { 0 } else { c });
-                let q = depthwise_conv::prepare_channel(input.scale(), fs, output.scale());
-                if q.shift > crate::quant::MAX_LEFT_SHIFT {
-                    return Err(op.invalid_tensor(
-                        filter,
-                        "requantisation multiplier input_scale * filter_scale / output_scale is 2^30 or more",
-                    ));
-                }
-                (*m, *s) = (q.multiplier, q.shift);
+    /// Every operator of every fixture network: its prepared state survives the record
+    /// encoding exactly, and the sizing pass counts the words init writes.
+    #[test]
+    fn prepared_records_round_trip() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+        for name in [
+            "nets/all_ops",
+            "core/pipeline_u8_classifier",
+            "core/fc_pc_bias_relu",
+            "core/fc_external_buffers",
+            "core/conv_same_s2_pc_relu6",
+        ] {
+            let bytes = std::fs::read(std::format!("{dir}{name}.tflite")).unwrap();
+            let model = Model::from_bytes(&bytes).unwrap();
+            let mut recs = std::vec![0u32; WORDS_PER_TENSOR * model.num_tensors()];
+            let lay = layout(&model, &mut recs).unwrap();
+            let mut ctx = Ctx::new(&model, &recs, lay.activation_bytes, None);
+            let mut total = 0;
+            for i in 0..model.num_operators() {
+                let p = bind(&model.operator(i).unwrap(), &mut ctx).unwrap();
+                let mut count = Writer::new(None);
+                p.put(&mut count);
+                let mut buf = std::vec![0u8; 4 * count.len];
+                let mut w = Writer::new(Some(&mut buf));
+                p.put(&mut w);
+                assert!(w.ok() && w.len == count.len, "{name} op {i}");
+                let mut r = Reader::new(&buf);
+                assert_eq!(Prepared::get(&mut r), Some(p), "{name} op {i}");
+                assert_eq!(r.next(), None, "{name} op {i}: words left over");
+                total += count.len;
             }
-            Ok(())
+            assert_eq!(align_up(4 * total), Some(lay.record_bytes), "{name}");
         }
-        Bound::Logistic { input, output } => {
-            let (i_s, i_zp) = int8_activation(op, input)?;
-            let (o_s, o_zp) = int8_activation(op, output)?;
-            let p = kern(op, logistic::prepare(i_s, i_zp, o_s, o_zp))?;
-            for (d, &v) in bytes.iter_mut().zip(p.table.iter()) {
-                *d = v as u8;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
     }
 }

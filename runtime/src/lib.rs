@@ -22,6 +22,7 @@ pub mod model;
 pub mod plan;
 pub mod postprocess;
 pub mod quant;
+mod record;
 pub mod tflite;
 
 pub use error::{Error, Result};

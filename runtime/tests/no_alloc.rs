@@ -30,8 +30,8 @@ static GLOBAL: Counting = Counting;
 fn init_and_invoke_allocate_nothing() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
     // The pipeline runs the core kernels; the conv and FC fixtures add per-channel blobs;
-    // nets/all_ops uses every operator the interpreter runs (20 of them, LOGISTIC's table and
-    // the depthwise multipliers in op blobs, a 3-input CONCATENATION).
+    // nets/all_ops uses every operator the interpreter runs (20 of them, LOGISTIC's table in
+    // its op record, the depthwise multipliers in op blobs, a 3-input CONCATENATION).
     for name in [
         "core/pipeline_u8_classifier",
         "core/conv_same_s2_pc_relu6",
