@@ -56,6 +56,7 @@ use crate::kernels::{
     add, concatenation, conv, dequantize, fully_connected, hard_swish, logistic, mean, mul, pad,
     pooling, quantize, reshape, softmax,
 };
+use crate::kernels::{pack, shape, strided_slice};
 use crate::model::{DType, Model, OperatorInfo, TensorInfo, MAX_RANK};
 use crate::plan::{self, align_up, ALIGN, MAX_PLANNED_TENSORS, NONE, WORDS_PER_TENSOR};
 use crate::record::{record_enum, record_struct, Reader, Record, Writer};
@@ -165,7 +166,7 @@ record_struct!(Blob { at, len });
 /// Most inputs a CONCATENATION may have (TFLite Micro allows 10).
 pub const MAX_CONCAT_INPUTS: usize = 16;
 
-/// CONCATENATION's inputs: the count, then that many spans.
+/// CONCATENATION's and PACK's inputs: the count, then that many spans.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Spans {
     n: usize,
@@ -292,6 +293,23 @@ enum Prepared {
         input: Span,
         output: Span,
     },
+    // Shape arithmetic that TFLiteConverter emits for a dynamic batch (SHAPE -> STRIDED_SLICE
+    // -> PACK -> RESHAPE's shape input); see `bind_shape_op`.
+    /// Reads no input data: the dimensions are in `params`.
+    Shape {
+        params: shape::ShapeParams,
+        output: Span,
+    },
+    StridedSlice {
+        params: strided_slice::StridedSliceParams,
+        input: Span,
+        output: Span,
+    },
+    Pack {
+        params: pack::PackParams,
+        inputs: Spans,
+        output: Span,
+    },
 }
 
 record_enum!(Prepared {
@@ -311,6 +329,9 @@ record_enum!(Prepared {
     13 => Logistic { params, input, output },
     14 => HardSwish { params, input, output },
     15 => Relu { params, input, output },
+    16 => Shape { params, output },
+    17 => StridedSlice { params, input, output },
+    18 => Pack { params, inputs, output },
 });
 
 /// What `bind` needs besides the operator: the model, the activation plan (to resolve spans)
@@ -1202,7 +1223,139 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 output,
             })
         }
+        opc::SHAPE | opc::STRIDED_SLICE | opc::PACK => bind_shape_op(op, ctx),
         _ => Err(op.unsupported()),
+    }
+}
+
+/// A data-moving operator's element size; int8/uint8 tensors must carry `reference`'s
+/// quantisation, since the bytes are copied unchanged.
+fn same_meaning(op: &OperatorInfo, t: &TensorInfo, reference: &TensorInfo) -> Result<usize> {
+    if t.dtype != reference.dtype {
+        return Err(op.invalid_tensor(t, "type differs from the output's"));
+    }
+    if matches!(t.dtype, DType::Int8 | DType::UInt8)
+        && (t.quant.len() != 1
+            || reference.quant.len() != 1
+            || t.scale() != reference.scale()
+            || t.zero_point() != reference.zero_point())
+    {
+        return Err(op.invalid_tensor(t, "quantisation differs from the output's"));
+    }
+    Ok(t.dtype.size())
+}
+
+/// A constant 1-D int32 tensor (STRIDED_SLICE's begin/end/strides) into `buf`.
+fn const_i32s<'b>(
+    op: &OperatorInfo,
+    t: &TensorInfo,
+    buf: &'b mut [i32; strided_slice::MAX_DIMS],
+) -> Result<&'b [i32]> {
+    expect_type(op, t, DType::Int32, "must be int32")?;
+    let data = t.data.ok_or(op.invalid_tensor(t, "must be constant"))?;
+    let n = t.num_elements();
+    if t.shape.rank() != 1 || n > buf.len() || data.len() != 4 * n {
+        return Err(op.invalid_tensor(t, "must be 1-D with at most 5 entries"));
+    }
+    for (v, c) in buf.iter_mut().zip(data.chunks_exact(4)) {
+        *v = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Ok(&buf[..n])
+}
+
+/// SHAPE, STRIDED_SLICE and PACK: the int32 shape arithmetic TFLiteConverter emits when a Keras
+/// model has a dynamic batch (e.g. Flatten, or squeeze-excite's Reshape). kdruntime's shapes are
+/// static, so these compute exactly what TFLite computes at run time.
+fn bind_shape_op<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared> {
+    let model = &{ ctx.model };
+    let output = output_tensor(model, op, 0)?;
+    let (od, or) = udims(&output);
+    match op.opcode {
+        opc::SHAPE => {
+            let input = input_tensor(model, op, 0)?;
+            let elem = match output.dtype {
+                DType::Int32 | DType::Int64 => output.dtype.size(),
+                _ => return Err(op.invalid_tensor(&output, "output must be int32 or int64")),
+            };
+            let (id, ir) = udims(&input);
+            let params = kern(op, shape::prepare(&id[..ir], &od[..or], elem))?;
+            // Only the input's (static) shape is read, never its data.
+            let ([], output) = ctx.io(op, [], &output)?;
+            Ok(Prepared::Shape { params, output })
+        }
+        opc::STRIDED_SLICE => {
+            let input = input_tensor(model, op, 0)?;
+            let elem = same_meaning(op, &input, &output)?;
+            use schema::strided_slice_options as f;
+            let o = options_or_default(op, builtin_options::STRIDED_SLICE_OPTIONS)?;
+            let get = |id| o.map_or(Ok(0), |t| t.i32(id, 0));
+            if get(f::ELLIPSIS_MASK)? != 0 || get(f::NEW_AXIS_MASK)? != 0 {
+                return Err(op.invalid("ellipsis_mask and new_axis_mask are not supported"));
+            }
+            if o.map_or(Ok(false), |t| t.bool(f::OFFSET, false))? {
+                return Err(op.invalid("offset=true is not supported"));
+            }
+            let (mut b, mut e, mut s) = ([0; 5], [0; 5], [0; 5]);
+            let spec = strided_slice::SliceSpec {
+                begin: const_i32s(op, &input_tensor(model, op, 1)?, &mut b)?,
+                end: const_i32s(op, &input_tensor(model, op, 2)?, &mut e)?,
+                strides: const_i32s(op, &input_tensor(model, op, 3)?, &mut s)?,
+                begin_mask: get(f::BEGIN_MASK)?,
+                end_mask: get(f::END_MASK)?,
+                shrink_axis_mask: get(f::SHRINK_AXIS_MASK)?,
+            };
+            let (id, ir) = udims(&input);
+            let params = kern(
+                op,
+                strided_slice::prepare(&id[..ir], &spec, &od[..or], elem),
+            )?;
+            let ([input], output) = ctx.io(op, [&input], &output)?;
+            Ok(Prepared::StridedSlice {
+                params,
+                input,
+                output,
+            })
+        }
+        _ => {
+            let n = op.inputs.len();
+            if n == 0 || n > MAX_CONCAT_INPUTS {
+                return Err(op.invalid("PACK takes 1 to 16 inputs"));
+            }
+            let first = input_tensor(model, op, 0)?;
+            let mut elem = 0;
+            for k in 0..n {
+                let t = input_tensor(model, op, k)?;
+                elem = same_meaning(op, &t, &output)?;
+                if t.shape != first.shape {
+                    return Err(op.invalid_tensor(&t, "PACK inputs differ in shape"));
+                }
+            }
+            use schema::pack_options as f;
+            let o = options(op, builtin_options::PACK_OPTIONS, "missing PackOptions")?;
+            if usize::try_from(o.i32(f::VALUES_COUNT, 0)?) != Ok(n) {
+                return Err(op.invalid("values_count differs from the number of inputs"));
+            }
+            let (id, ir) = udims(&first);
+            let params = kern(
+                op,
+                pack::prepare(&id[..ir], n, o.i32(f::AXIS, 0)?, &od[..or], elem),
+            )?;
+            // As CONCATENATION: the count, then one checked span per input.
+            let out = ctx.span(op, &output)?;
+            let mut inputs = Spans {
+                n,
+                ..Spans::default()
+            };
+            for (k, s) in inputs.spans.iter_mut().enumerate().take(n) {
+                *s = ctx.span(op, &input_tensor(model, op, k)?)?;
+                ctx.disjoint(op, out, *s)?;
+            }
+            Ok(Prepared::Pack {
+                params,
+                inputs,
+                output: out,
+            })
+        }
     }
 }
 
@@ -1559,6 +1712,30 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
         } => {
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             activations::eval_relu(params, as_i8(x), as_i8_mut(y));
+        }
+        Prepared::Shape { ref params, output } => {
+            let ([], y) = io(acts, [], loc(output)?)?;
+            shape::eval(params, y);
+        }
+        Prepared::StridedSlice {
+            ref params,
+            input,
+            output,
+        } => {
+            let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
+            strided_slice::eval(params, x, y);
+        }
+        Prepared::Pack {
+            ref params,
+            ref inputs,
+            output,
+        } => {
+            let mut locs = [Loc::Const(&[]); MAX_CONCAT_INPUTS];
+            for (l, s) in locs.iter_mut().zip(inputs.spans.get(..inputs.n)?) {
+                *l = loc(*s)?;
+            }
+            let (xs, y) = io(acts, locs, loc(output)?)?;
+            pack::eval(params, xs.get(..inputs.n)?, y);
         }
     }
     Some(())

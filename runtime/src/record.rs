@@ -180,6 +180,20 @@ impl Record for f64 {
     }
 }
 
+/// Two's complement, low word first.
+impl Record for i64 {
+    fn put(&self, w: &mut Writer) {
+        let b = *self as u64;
+        w.push(b as u32);
+        w.push((b >> 32) as u32);
+    }
+    fn get(r: &mut Reader) -> Option<Self> {
+        let lo = r.next()? as u64;
+        let hi = r.next()? as u64;
+        Some((lo | hi << 32) as i64)
+    }
+}
+
 impl<T: Record + Copy + Default, const N: usize> Record for [T; N] {
     fn put(&self, w: &mut Writer) {
         for v in self {
@@ -274,11 +288,14 @@ mod kernel_params {
     use crate::kernels::logistic::LogisticParams;
     use crate::kernels::mean::MeanParams;
     use crate::kernels::mul::MulParams;
+    use crate::kernels::pack::PackParams;
     use crate::kernels::pad::PadParams;
     use crate::kernels::pooling::{PoolKind, PoolParams};
     use crate::kernels::quantize::{Int8Kind, QuantizeParams};
     use crate::kernels::reshape::ReshapeParams;
+    use crate::kernels::shape::ShapeParams;
     use crate::kernels::softmax::SoftmaxParams;
+    use crate::kernels::strided_slice::StridedSliceParams;
     use crate::quant::QuantizedMultiplier;
 
     record_struct!(QuantizedMultiplier { multiplier, shift });
@@ -402,6 +419,20 @@ mod kernel_params {
         act_min,
         act_max,
     });
+    record_struct!(ShapeParams { dims, rank, elem });
+    record_struct!(StridedSliceParams {
+        rank,
+        start,
+        stride,
+        count,
+        in_step,
+        elem,
+    });
+    record_struct!(PackParams {
+        outer,
+        inner_bytes,
+        count
+    });
     record_enum!(PoolKind {
         0 => Average,
         1 => Max,
@@ -458,6 +489,8 @@ mod tests {
             assert_eq!(back.to_bits(), v.to_bits());
         }
         assert_eq!(round_trip(f64::from_bits(0x8000_0000_0000_0001)), 2);
+        assert_eq!(round_trip(i64::MIN + 1), 2);
+        assert_eq!(round_trip(-1i64), 2);
         assert_eq!(round_trip(Some([3i8, -4, 5])), 4);
         assert_eq!(round_trip(None::<i32>), 1);
         assert_eq!(round_trip(true), 1);
@@ -491,6 +524,28 @@ mod tests {
             scale: 0.1,
             zero_point: 4,
         });
+    }
+
+    #[test]
+    fn shape_op_params_round_trip() {
+        use crate::kernels::{pack, shape, strided_slice};
+        let p = shape::prepare(&[1, 7, 7, 96], &[4], 4).unwrap();
+        assert_eq!(round_trip(p), crate::model::MAX_RANK + 2);
+        // x[1, ::-1, -3:] of a [2, 3, 4] tensor: a negative stride, start counted from the end.
+        let spec = strided_slice::SliceSpec {
+            begin: &[1, 0, -3],
+            end: &[0, 0, 0],
+            strides: &[1, -1, 1],
+            begin_mask: 0b010,
+            end_mask: 0b110,
+            shrink_axis_mask: 0b001,
+        };
+        let p = strided_slice::prepare(&[2, 3, 4], &spec, &[3, 3], 1).unwrap();
+        assert_eq!(p.stride[1], -1);
+        let m = strided_slice::MAX_DIMS;
+        assert_eq!(round_trip(p), 1 + 2 * m + 2 * m + m + m + 1);
+        let p = pack::prepare(&[2, 2], 3, -1, &[2, 2, 3], 4).unwrap();
+        assert_eq!(round_trip(p), 3);
     }
 
     #[test]

@@ -6,11 +6,11 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackParams {
     /// Product of the input dimensions before the axis.
-    outer: usize,
+    pub(crate) outer: usize,
     /// Bytes of one input's slice after the axis.
-    inner_bytes: usize,
+    pub(crate) inner_bytes: usize,
     /// Number of inputs.
-    count: usize,
+    pub(crate) count: usize,
 }
 
 /// Checks the axis (negative counts from the end of the output's rank) and that the output

@@ -7,10 +7,12 @@ use crate::model::MAX_RANK;
 /// Validated parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShapeParams {
-    dims: [i32; MAX_RANK],
-    rank: usize,
+    /// The input's dimensions; the first `rank` are meaningful.
+    pub(crate) dims: [i32; MAX_RANK],
+    /// The input's rank (the output's length).
+    pub(crate) rank: usize,
     /// Bytes per output element: 4 (int32) or 8 (int64).
-    elem: usize,
+    pub(crate) elem: usize,
 }
 
 /// Checks that the output holds one `elem`-byte integer per input dimension.

@@ -15,17 +15,18 @@ pub const MAX_DIMS: usize = 5;
 /// Validated parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StridedSliceParams {
-    rank: usize,
+    /// Input rank.
+    pub(crate) rank: usize,
     /// Resolved first index per axis.
-    start: [i64; MAX_DIMS],
+    pub(crate) start: [i64; MAX_DIMS],
     /// Step per axis (non-zero).
-    stride: [i64; MAX_DIMS],
+    pub(crate) stride: [i64; MAX_DIMS],
     /// Elements taken per axis.
-    count: [usize; MAX_DIMS],
+    pub(crate) count: [usize; MAX_DIMS],
     /// Input elements between consecutive indices of each axis.
-    in_step: [usize; MAX_DIMS],
+    pub(crate) in_step: [usize; MAX_DIMS],
     /// Bytes per element.
-    elem: usize,
+    pub(crate) elem: usize,
 }
 
 /// The mask bits and constant index vectors of one STRIDED_SLICE.
