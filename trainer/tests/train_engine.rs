@@ -1,5 +1,5 @@
 //! The training engine on real Fashion-MNIST images (imported with the real importer, decoded
-//! from PNG here since the input pipeline lives elsewhere) with a small real conv net:
+//! into memory here so that faults can be injected into batches) with a small real conv net:
 //! learning, logs and plots, freezing, early stopping, the NaN guard and resume from a step
 //! checkpoint. Resume after `kill -9` of the real `kdtrain teacher` process is tested in
 //! `cli_train.rs`.
