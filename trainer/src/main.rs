@@ -233,7 +233,6 @@ fn monitor_name(rep: &StageReport) -> &'static str {
 }
 
 /// Runs `kdtrain train`.
-#[allow(clippy::too_many_arguments)]
 fn run_pipeline(
     data_dir: PathBuf,
     out_dir: PathBuf,
