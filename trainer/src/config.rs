@@ -6,8 +6,8 @@
 //! seed: 42
 //! num_classes: 10
 //! mode: auto                # auto | multi-class | multi-label (optional, default auto)
-//! teacher: { input_size: 64 }
-//! student: { input_size: 32 }
+//! teacher: { arch: resnet_tiny_cifar, input_size: 28, unfreeze: 0.3 }
+//! student: { arch: mobilenet_v2_tiny, input_size: 32, unfreeze: 0.4 }
 //! batch_size: 128
 //! epochs_head: 3
 //! epochs_finetune: 12
@@ -19,6 +19,9 @@
 //! augmentation: { hflip: true, rotation_turns: 0.03, zoom: 0.1,
 //!                 brightness: 0.15, contrast: 0.15, saturation: 0.15 }
 //! threshold_search: { grid: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }
+//! training: { optimizer: adamw, weight_decay: 0.01, schedule: cosine, warmup_epochs: 1,
+//!             clip_grad_norm: 5, early_stopping_patience: 5, top_k: 3,
+//!             checkpoint_every_steps: 0 }
 //! ```
 //!
 //! Every key is required except `mode`; an unknown key is an error (serde's
@@ -36,6 +39,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::data::ModeChoice;
+use crate::models::ModelSpec;
 
 /// The whole training configuration.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -72,14 +76,94 @@ pub struct Config {
     pub augmentation: Augmentation,
     /// Decision-threshold search (multi-label).
     pub threshold_search: ThresholdSearch,
+    /// Optimiser, schedule, early stopping and checkpointing of the training engine.
+    pub training: Training,
+}
+
+/// Which network a training run makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The large network trained first (section `teacher`).
+    Teacher,
+    /// The small, int8-friendly network (section `student`).
+    Student,
+}
+
+impl Role {
+    /// `teacher` or `student`, as in the configuration and the output folders.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Teacher => "teacher",
+            Role::Student => "student",
+        }
+    }
 }
 
 /// Per-network settings.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Network: a `models::ModelSpec::parse` string (`name[:width[:depth]]`, e.g.
+    /// `resnet_tiny_cifar`, `efficientnet_b0`, `mobilenet_v2:0.35`).
+    pub arch: String,
     /// Side of the square network input in pixels (images are letterboxed to it).
     pub input_size: u32,
+    /// Fraction of the layer groups (from the output side, rounded up) trained in the
+    /// fine-tuning phase, in `(0, 1]`; the head phase trains the classifier only.
+    pub unfreeze: f64,
+}
+
+/// The optimiser of both phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// AdamW (betas 0.9/0.999, eps 1e-8, decoupled weight decay).
+    Adamw,
+    /// Adam (L2 weight decay added to the gradient).
+    Adam,
+    /// SGD with Nesterov momentum 0.9 (L2 weight decay).
+    Sgd,
+}
+
+/// The learning-rate schedule within each phase (after the linear warm-up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    /// One cosine cycle over the phase down to 1 % of its learning rate.
+    Cosine,
+    /// The phase's learning rate throughout.
+    Constant,
+}
+
+/// Training-engine settings shared by teacher and student runs.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    /// Optimiser.
+    pub optimizer: OptimizerName,
+    /// Weight decay of kernels (not biases or normalisation scales), `[0, 1)`.
+    pub weight_decay: f64,
+    /// Schedule after warm-up.
+    pub schedule: ScheduleName,
+    /// Linear warm-up at the start of each phase, in epochs (fractions allowed), `[0, 100]`.
+    pub warmup_epochs: f64,
+    /// Clip the gradients' global L2 norm to this value; 0 = no clipping.
+    pub clip_grad_norm: f64,
+    /// End a phase after this many epochs without improvement of the validation metric;
+    /// 0 = never stop early.
+    pub early_stopping_patience: usize,
+    /// Best epochs whose weights are kept under `checkpoints/top/` (0 = none), `[0, 100]`.
+    pub top_k: usize,
+    /// Also checkpoint every this many optimisation steps inside an epoch; 0 = only at epoch ends.
+    pub checkpoint_every_steps: usize,
+}
+
+impl ModelConfig {
+    /// The network spec: `arch` at `input_size` with the given classes and dropout.
+    pub fn model_spec(&self, num_classes: usize, dropout: f64) -> Result<ModelSpec> {
+        ModelSpec::parse(&self.arch, self.input_size, num_classes, dropout)
+    }
 }
 
 /// `L = (1 - kd_alpha) * CE + kd_alpha * T^2 * KD` (see the module docs).
@@ -175,6 +259,14 @@ impl Config {
                 m.input_size,
             )?;
         }
+        for (net, m) in [("teacher", &self.teacher), ("student", &self.student)] {
+            check(
+                m.unfreeze > 0.0 && m.unfreeze <= 1.0,
+                &format!("{net}.unfreeze"),
+                "in (0, 1]",
+                m.unfreeze,
+            )?;
+        }
         check(
             (1..=65536).contains(&self.batch_size),
             "batch_size",
@@ -233,6 +325,26 @@ impl Config {
         ] {
             check((0.0..=1.0).contains(&v), key, "in [0, 1]", v)?;
         }
+        let t = &self.training;
+        check(
+            (0.0..1.0).contains(&t.weight_decay),
+            "training.weight_decay",
+            "in [0, 1)",
+            t.weight_decay,
+        )?;
+        check(
+            (0.0..=100.0).contains(&t.warmup_epochs),
+            "training.warmup_epochs",
+            "in [0, 100]",
+            t.warmup_epochs,
+        )?;
+        check(
+            t.clip_grad_norm >= 0.0 && t.clip_grad_norm.is_finite(),
+            "training.clip_grad_norm",
+            ">= 0 (0 = off)",
+            t.clip_grad_norm,
+        )?;
+        check(t.top_k <= 100, "training.top_k", "in [0, 100]", t.top_k)?;
         let g = &self.threshold_search.grid;
         check(!g.is_empty(), "threshold_search.grid", "non-empty", "[]")?;
         for (i, &t) in g.iter().enumerate() {
@@ -251,7 +363,37 @@ impl Config {
                 )?;
             }
         }
+        // Last: building a spec also checks `num_classes`, `dropout` and `input_size`.
+        for (net, m) in [("teacher", &self.teacher), ("student", &self.student)] {
+            m.model_spec(self.num_classes, self.dropout)
+                .with_context(|| format!("{net}.arch"))?;
+        }
         Ok(())
+    }
+
+    /// The network of `role` (`teacher` or `student`) with `--arch` overriding `<role>.arch`;
+    /// an error names the key or the flag.
+    pub fn model_spec(&self, role: Role, arch: Option<&str>) -> Result<ModelSpec> {
+        let m = self.network(role);
+        match arch {
+            Some(a) => ModelConfig {
+                arch: a.to_string(),
+                ..m.clone()
+            }
+            .model_spec(self.num_classes, self.dropout)
+            .context("--arch"),
+            None => m
+                .model_spec(self.num_classes, self.dropout)
+                .with_context(|| format!("{}.arch", role.name())),
+        }
+    }
+
+    /// The `teacher` or `student` section.
+    pub fn network(&self, role: Role) -> &ModelConfig {
+        match role {
+            Role::Teacher => &self.teacher,
+            Role::Student => &self.student,
+        }
     }
 
     /// Fails unless `num_classes` equals the data set's vocabulary size.

@@ -7,4 +7,5 @@ pub mod device;
 pub mod eval;
 pub mod models;
 pub mod pipeline;
+pub mod stages;
 pub mod train;

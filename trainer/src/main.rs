@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
-use kdtrainer::data::{self, import, ModeChoice};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kdtrainer::config::{Config, Role};
+use kdtrainer::data::{self, import, ModeChoice, Split};
+use kdtrainer::stages::{self, StageOptions, StageReport};
 
 /// Train teachers, distil students, run QAT and export full-integer models.
 #[derive(Parser)]
@@ -34,6 +36,294 @@ enum Command {
         #[arg(long, default_value = "configs/default.yaml")]
         config: PathBuf,
     },
+    /// Train a teacher: head warm-up with the backbone frozen, then the top `teacher.unfreeze`
+    /// of the layers at `lr_finetune`; checkpoints, logs and plots go to --out-dir, and the best
+    /// checkpoint is evaluated on the test split (metrics.json, confusion.svg, predictions.csv).
+    Teacher(StageArgs),
+    /// Train a student from scratch on hard labels with the same engine (head warm-up, then the
+    /// top `student.unfreeze` of the layers); outputs as for `teacher`.
+    Student(StageArgs),
+    /// Reload a training folder's best checkpoint and the network spec saved beside it, and
+    /// evaluate it on one split (metrics.json, confusion.svg, predictions.csv).
+    Eval {
+        /// A folder written by `kdtrain teacher` / `kdtrain student`.
+        #[arg(long)]
+        model_dir: PathBuf,
+        /// Data set folder.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Which split.
+        #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+        split: SplitArg,
+        /// Output folder (default: <model-dir>/eval-<split>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Print metrics.json to stdout instead of the summary line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Every stage available so far, in order, each into its own subfolder of --out-dir:
+    /// data/ (validation report), teacher/, student/ (from scratch on hard labels), eval/
+    /// (both reloaded and evaluated on the test split); prints a summary. A stage can be rerun
+    /// alone with its own command on its subfolder.
+    Train {
+        /// Data set folder.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// The YAML configuration.
+        #[arg(long, default_value = "configs/default.yaml")]
+        config: PathBuf,
+        /// Continue the stages' checkpoints (finished stages are not retrained).
+        #[arg(long)]
+        resume: bool,
+        /// Train on the first N training images only.
+        #[arg(long)]
+        limit_train: Option<usize>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+/// Options of `kdtrain teacher` and `kdtrain student`.
+#[derive(Args)]
+struct StageArgs {
+    /// Data set folder (images/, train.txt, val.txt, test.txt).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Output folder (checkpoints, logs, plots, metrics).
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// The YAML configuration.
+    #[arg(long, default_value = "configs/default.yaml")]
+    config: PathBuf,
+    /// Network, overriding `teacher.arch` / `student.arch` (e.g. resnet_tiny_cifar,
+    /// efficientnet_b0, mobilenet_v2:0.35).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Continue from the checkpoint in --out-dir.
+    #[arg(long)]
+    resume: bool,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    limit_train: Option<usize>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Device and threads.
+#[derive(Args)]
+struct RunArgs {
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// libtorch and image-decoding threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No per-epoch progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    /// Applies the thread count and resolves the device.
+    fn setup(&self) -> Result<(tch::Device, usize)> {
+        if let Some(n) = self.threads {
+            if n == 0 {
+                anyhow::bail!("--threads: must be at least 1");
+            }
+            tch::set_num_threads(n as i32);
+        }
+        Ok((resolve_device(self.device)?, self.threads.unwrap_or(0)))
+    }
+}
+
+/// `--split train|val|test`.
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Val,
+    Test,
+}
+
+impl From<SplitArg> for Split {
+    fn from(s: SplitArg) -> Self {
+        match s {
+            SplitArg::Train => Split::Train,
+            SplitArg::Val => Split::Val,
+            SplitArg::Test => Split::Test,
+        }
+    }
+}
+
+fn resolve_device(d: DeviceArg) -> Result<tch::Device> {
+    kdtrainer::device::resolve(match d {
+        DeviceArg::Auto => kdtrainer::device::Choice::Auto,
+        DeviceArg::Cpu => kdtrainer::device::Choice::Cpu,
+        DeviceArg::Cuda => kdtrainer::device::Choice::Cuda,
+    })
+}
+
+/// Runs `kdtrain teacher` / `kdtrain student`.
+fn run_stage(role: Role, a: StageArgs) -> Result<StageReport> {
+    let config = Config::load(&a.config)?;
+    let (device, workers) = a.run.setup()?;
+    let rep = stages::train_network(
+        role,
+        &StageOptions {
+            data_dir: a.data_dir,
+            out_dir: a.out_dir.clone(),
+            config,
+            arch: a.arch,
+            device,
+            resume: a.resume,
+            limit_train: a.limit_train,
+            workers,
+            quiet: a.run.quiet,
+        },
+    )?;
+    emit(&stage_summary(role, &rep, &a.out_dir))?;
+    Ok(rep)
+}
+
+/// The lines printed at the end of a training stage.
+fn stage_summary(role: Role, rep: &StageReport, out: &std::path::Path) -> String {
+    let t = &rep.train;
+    let best = t.best.map_or("none".to_string(), |(e, v)| {
+        format!("epoch {e} ({} {v:.4})", monitor_name(rep))
+    });
+    let resumed = t
+        .resumed_at
+        .map_or(String::new(), |e| format!(", resumed at epoch {e}"));
+    let early = if t.stopped_early.is_empty() {
+        String::new()
+    } else {
+        format!(", early stop in {}", t.stopped_early.join(", "))
+    };
+    format!(
+        "{}: {} ({}), {} epochs{resumed}{early}; best {best}
+{}: test {}
+{}: {} ({:.0} s)
+",
+        role.name(),
+        rep.model.arch,
+        rep.model.resolved,
+        t.history.len(),
+        role.name(),
+        stages::headline(&rep.test),
+        role.name(),
+        out.display(),
+        rep.seconds
+    )
+}
+
+fn monitor_name(rep: &StageReport) -> &'static str {
+    if rep.model.mode == "multi-label" {
+        "val f1_micro"
+    } else {
+        "val top1"
+    }
+}
+
+/// Runs `kdtrain train`.
+fn run_pipeline(
+    data_dir: PathBuf,
+    out_dir: PathBuf,
+    config: PathBuf,
+    resume: bool,
+    limit_train: Option<usize>,
+    run: RunArgs,
+) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let cfg = Config::load(&config)?;
+    let (device, workers) = run.setup()?;
+    stages::load_dataset(&data_dir, cfg.mode)?;
+
+    // 1. Data.
+    let report = data::validate::validate(&data_dir, cfg.mode)?;
+    let data_out = out_dir.join("data");
+    std::fs::create_dir_all(&data_out)?;
+    std::fs::write(
+        data_out.join("validate.json"),
+        report.to_json()
+            + "
+",
+    )?;
+    if !report.valid {
+        eprint!("{}", report.to_text());
+        anyhow::bail!(
+            "{}: the data set is invalid ({} errors; report in {})",
+            data_dir.display(),
+            report.errors.len(),
+            data_out.join("validate.json").display()
+        );
+    }
+    let mut summary = format!(
+        "data: {} images checked, valid ({})
+",
+        report.images_checked,
+        data_out.join("validate.json").display()
+    );
+    emit(&summary)?;
+
+    // 2-3. Teacher, then student from scratch.
+    let mut dirs = Vec::new();
+    for role in [Role::Teacher, Role::Student] {
+        let dir = out_dir.join(role.name());
+        let rep = stages::train_network(
+            role,
+            &StageOptions {
+                data_dir: data_dir.clone(),
+                out_dir: dir.clone(),
+                config: cfg.clone(),
+                arch: None,
+                device,
+                resume,
+                limit_train,
+                workers,
+                quiet: run.quiet,
+            },
+        )
+        .with_context(|| format!("stage {}", role.name()))?;
+        let s = stage_summary(role, &rep, &dir);
+        emit(&s)?;
+        summary += &s;
+        dirs.push((role, dir));
+    }
+
+    // 4. Both networks reloaded from their folders and evaluated on the test split.
+    for (role, dir) in dirs {
+        let out = out_dir.join("eval").join(role.name());
+        let (m, _) = stages::evaluate_model_dir(
+            &dir,
+            &data_dir,
+            Split::Test,
+            device,
+            Some(&out),
+            cfg.batch_size,
+            workers,
+        )
+        .with_context(|| format!("stage eval ({})", role.name()))?;
+        summary += &format!(
+            "eval {}: test {} ({})
+",
+            role.name(),
+            stages::headline(&m),
+            out.display()
+        );
+    }
+    emit(&format!(
+        "\nsummary ({:.0} s):\n{summary}",
+        started.elapsed().as_secs_f64()
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -134,16 +424,59 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Info { device } => {
-            let device = kdtrainer::device::resolve(match device {
-                DeviceArg::Auto => kdtrainer::device::Choice::Auto,
-                DeviceArg::Cpu => kdtrainer::device::Choice::Cpu,
-                DeviceArg::Cuda => kdtrainer::device::Choice::Cuda,
-            })?;
-            print!("{}", kdtrainer::device::report(device));
+            print!("{}", kdtrainer::device::report(resolve_device(device)?));
         }
+        Command::Teacher(a) => {
+            run_stage(Role::Teacher, a)?;
+        }
+        Command::Student(a) => {
+            run_stage(Role::Student, a)?;
+        }
+        Command::Eval {
+            model_dir,
+            data_dir,
+            split,
+            out,
+            batch_size,
+            json,
+            run,
+        } => {
+            let (device, workers) = run.setup()?;
+            if batch_size == 0 {
+                anyhow::bail!("--batch-size: must be at least 1");
+            }
+            let (m, dir) = stages::evaluate_model_dir(
+                &model_dir,
+                &data_dir,
+                split.into(),
+                device,
+                out.as_deref(),
+                batch_size,
+                workers,
+            )?;
+            emit(&if json {
+                serde_json::to_string_pretty(&m.to_json())? + "\n"
+            } else {
+                format!(
+                    "{} {}: {} ({})\n",
+                    model_dir.display(),
+                    Split::from(split).name(),
+                    stages::headline(&m),
+                    dir.display()
+                )
+            })?;
+        }
+        Command::Train {
+            data_dir,
+            out_dir,
+            config,
+            resume,
+            limit_train,
+            run,
+        } => return run_pipeline(data_dir, out_dir, config, resume, limit_train, run),
         Command::Data { command } => return run_data(command),
         Command::Config { config } => {
-            let cfg = kdtrainer::config::Config::load(&config)?;
+            let cfg = Config::load(&config)?;
             emit(&format!("{}: valid\n{cfg:#?}\n", config.display()))?;
         }
     }

@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use kdtrainer::config::Config;
+use kdtrainer::config::{Config, OptimizerName, Role, ScheduleName};
 use kdtrainer::data::ModeChoice;
+use kdtrainer::train::optim::OptimizerSpec;
+use kdtrainer::train::schedule::ScheduleKind;
+use kdtrainer::train::{TrainSpec, Trainable};
 
 fn default_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/default.yaml")
@@ -27,7 +30,23 @@ fn default_yaml_parses_with_the_documented_values() {
     assert_eq!(c.seed, 42);
     assert_eq!(c.num_classes, 10);
     assert_eq!(c.mode, ModeChoice::Auto);
-    assert_eq!((c.teacher.input_size, c.student.input_size), (64, 32));
+    assert_eq!((c.teacher.input_size, c.student.input_size), (28, 32));
+    assert_eq!(
+        (c.teacher.arch.as_str(), c.student.arch.as_str()),
+        ("resnet_tiny_cifar", "mobilenet_v2_tiny")
+    );
+    assert_eq!((c.teacher.unfreeze, c.student.unfreeze), (0.3, 0.4));
+    let t = &c.training;
+    assert_eq!(t.optimizer, OptimizerName::Adamw);
+    assert_eq!(t.schedule, ScheduleName::Cosine);
+    assert_eq!(
+        (t.weight_decay, t.warmup_epochs, t.clip_grad_norm),
+        (0.01, 1.0, 5.0)
+    );
+    assert_eq!(
+        (t.early_stopping_patience, t.top_k, t.checkpoint_every_steps),
+        (5, 3, 0)
+    );
     assert_eq!(c.batch_size, 128);
     assert_eq!((c.epochs_head, c.epochs_finetune), (3, 12));
     assert_eq!((c.lr_head, c.lr_finetune, c.dropout), (0.003, 0.001, 0.2));
@@ -112,6 +131,31 @@ fn out_of_range_values_name_the_key() {
             "student.input_size: must be in [8, 1024], got 4",
         ),
         (
+            "  unfreeze: 0.3",
+            "  unfreeze: 1.5",
+            "teacher.unfreeze: must be in (0, 1], got 1.5",
+        ),
+        (
+            "weight_decay: 0.01",
+            "weight_decay: 1",
+            "training.weight_decay: must be in [0, 1), got 1",
+        ),
+        (
+            "warmup_epochs: 1",
+            "warmup_epochs: -1",
+            "training.warmup_epochs: must be in [0, 100], got -1",
+        ),
+        (
+            "clip_grad_norm: 5.0",
+            "clip_grad_norm: -1",
+            "training.clip_grad_norm: must be >= 0 (0 = off), got -1",
+        ),
+        (
+            "top_k: 3",
+            "top_k: 101",
+            "training.top_k: must be in [0, 100], got 101",
+        ),
+        (
             "dropout: 0.2",
             "dropout: 1.0",
             "dropout: must be in [0, 1), got 1",
@@ -172,4 +216,78 @@ fn out_of_range_values_name_the_key() {
         e,
         "cfg.yaml: epochs_finetune: must be >= 1 when epochs_head is 0, got 0"
     );
+}
+
+#[test]
+fn network_names_are_checked_and_named_by_key() {
+    let e = err(&default_text().replace("arch: resnet_tiny_cifar", "arch: vgg16"));
+    assert!(e.starts_with("cfg.yaml: teacher.arch: "), "{e}");
+    assert!(e.contains("unknown network \"vgg16\""), "{e}");
+    let e = err(&default_text().replace("arch: mobilenet_v2_tiny", "arch: mobilenet_v2:9"));
+    assert!(e.starts_with("cfg.yaml: student.arch: "), "{e}");
+    assert!(e.contains("width 9 must be in (0, 4]"), "{e}");
+    let e = err(&default_text().replace("optimizer: adamw", "optimizer: lion"));
+    assert!(e.contains("training") && e.contains("lion"), "{e}");
+    let e = err(&default_text().replace("  top_k: 3", "  top_k: 3\n  ema: 0.99"));
+    assert!(e.contains("unknown field `ema`"), "{e}");
+
+    let c = Config::load(&default_path()).unwrap();
+    let s = c.model_spec(Role::Teacher, None).unwrap();
+    assert_eq!(
+        (s.to_string(), s.input_size),
+        ("resnet_cifar[2,2,2,2]:0.25:0.5".into(), 28)
+    );
+    let s = c
+        .model_spec(Role::Student, Some("efficientnet_lite_tiny"))
+        .unwrap();
+    assert_eq!(s.input_size, 32);
+    let e = format!(
+        "{:#}",
+        c.model_spec(Role::Teacher, Some("nope")).unwrap_err()
+    );
+    assert!(e.starts_with("--arch: "), "{e}");
+}
+
+#[test]
+fn training_keys_reach_the_engine_spec() {
+    let c = Config::load(&default_path()).unwrap();
+    let classes: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let mode = kdtrainer::data::Mode::MultiClass;
+    let t = TrainSpec::teacher(&c, mode, classes.clone());
+    assert_eq!(t.phases[0].trainable, Trainable::Head);
+    assert_eq!((t.phases[0].epochs, t.phases[0].lr), (3, 0.003));
+    assert_eq!(t.phases[1].trainable, Trainable::Top { fraction: 0.3 });
+    assert_eq!((t.phases[1].epochs, t.phases[1].lr), (12, 0.001));
+    assert_eq!(t.optimizer, OptimizerSpec::adamw());
+    assert_eq!(t.schedule.warmup_epochs, 1.0);
+    assert!(matches!(t.schedule.kind, ScheduleKind::Cosine { .. }));
+    assert_eq!(t.clip_grad_norm, Some(5.0));
+    assert_eq!(t.early_stopping.as_ref().map(|e| e.patience), Some(5));
+    assert_eq!((t.top_k, t.checkpoint_every_steps, t.seed), (3, None, 42));
+    let s = TrainSpec::student(&c, mode, classes.clone());
+    assert_eq!(s.phases[1].trainable, Trainable::Top { fraction: 0.4 });
+
+    let text = default_text()
+        .replace("optimizer: adamw", "optimizer: sgd")
+        .replace("schedule: cosine", "schedule: constant")
+        .replace("clip_grad_norm: 5.0", "clip_grad_norm: 0")
+        .replace("early_stopping_patience: 5", "early_stopping_patience: 0")
+        .replace("checkpoint_every_steps: 0", "checkpoint_every_steps: 50")
+        .replace("weight_decay: 0.01", "weight_decay: 0.0005");
+    let c = Config::from_yaml("cfg.yaml", &text).unwrap();
+    let t = TrainSpec::teacher(&c, mode, classes);
+    assert_eq!(
+        t.optimizer,
+        OptimizerSpec::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 0.0005
+        }
+    );
+    assert_eq!(t.schedule.kind, ScheduleKind::Constant);
+    assert_eq!(
+        (t.clip_grad_norm, t.checkpoint_every_steps),
+        (None, Some(50))
+    );
+    assert!(t.early_stopping.is_none());
 }

@@ -272,7 +272,8 @@ fn specs_parse_and_reject_bad_input() {
     assert_eq!(
         s.arch,
         Arch::ResNet {
-            blocks: [3, 4, 6, 3]
+            blocks: [3, 4, 6, 3],
+            small_stem: false
         }
     );
     assert_eq!((s.width, s.depth), (0.5, 2.0));
@@ -348,4 +349,47 @@ fn torchscript_teacher_matches_the_traced_network() {
     assert!(e
         .to_string()
         .starts_with(&format!("{}: cannot load as TorchScript", junk.display())));
+}
+
+#[test]
+fn cifar_stem_keeps_the_input_resolution() {
+    // resnet_tiny_cifar: resnet_tiny with a 3x3/1 stem and no max pooling.
+    let s = spec("resnet_tiny_cifar", 28, 10);
+    assert_eq!(
+        s.arch,
+        Arch::ResNet {
+            blocks: [2, 2, 2, 2],
+            small_stem: true
+        }
+    );
+    assert_eq!(s.to_string(), "resnet_cifar[2,2,2,2]:0.25:0.5");
+    let mut want = conv(3, 16, 3, 1) + 32;
+    for (cin, cout) in [(16, 16), (16, 32), (32, 64), (64, 128)] {
+        want += conv(cin, cout, 3, 1) + conv(cout, cout, 3, 1) + 4 * cout;
+        if cin != cout {
+            want += conv(cin, cout, 1, 1) + 2 * cout;
+        }
+    }
+    want += 128 * 10 + 10;
+    let (vs, m) = built(&s);
+    assert_eq!(trainable_params(&vs), want);
+    // Stages at strides 1, 2, 4, 8: a 28 px input ends at 4x4 (28 -> 14 -> 7 -> 4).
+    let x = Tensor::randn([2, 3, 28, 28], (Kind::Float, Device::Cpu));
+    let taps: BTreeMap<String, Vec<i64>> = m
+        .forward_features(&x, false)
+        .into_iter()
+        .map(|(n, t)| (n, t.size()))
+        .collect();
+    assert_eq!(taps["stride4"], [2, 64, 7, 7]);
+    assert_eq!(taps["stride8"], [2, 128, 4, 4]);
+    assert_eq!(taps["logits"], [2, 10]);
+    assert!(!taps.contains_key("stride16"));
+    // The ImageNet stem of resnet_tiny reaches stride 32 (1x1) on the same input.
+    let (_vs, m) = built(&spec("resnet_tiny", 28, 10));
+    let taps: BTreeMap<String, Vec<i64>> = m
+        .forward_features(&x, false)
+        .into_iter()
+        .map(|(n, t)| (n, t.size()))
+        .collect();
+    assert_eq!(taps["stride32"], [2, 128, 1, 1]);
 }

@@ -1,12 +1,11 @@
 //! The training engine on real Fashion-MNIST images (imported with the real importer, decoded
-//! from PNG here since the input pipeline lives elsewhere) with a small real conv net:
-//! learning, logs and plots, freezing, early stopping, the NaN guard, resume from a step
-//! checkpoint, and resume after `kill -9` of a child process.
+//! into memory here so that faults can be injected into batches) with a small real conv net:
+//! learning, logs and plots, freezing, early stopping, the NaN guard and resume from a step
+//! checkpoint. Resume after `kill -9` of the real `kdtrain teacher` process is tested in
+//! `cli_train.rs`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use kdtrainer::data::import::{fashion_mnist, SplitMix64};
@@ -48,7 +47,7 @@ fn decode(ds: &Dataset, split: Split) -> Split3 {
     Split3 { images, labels }
 }
 
-/// The imported data set, shared by the tests of this binary (and passed to child processes).
+/// The imported data set, shared by the tests of this binary.
 fn dataset_root() -> &'static Path {
     static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -75,7 +74,7 @@ fn load(root: &Path) -> (Split3, Split3, Vec<String>) {
     )
 }
 
-/// An in-memory batch source with optional fault injection and a progress file.
+/// An in-memory batch source with optional fault injection.
 struct MemSource<'a> {
     data: &'a Split3,
     classes: usize,
@@ -85,9 +84,6 @@ struct MemSource<'a> {
     nan_at: Option<(usize, usize)>,
     /// An error instead of the batch at (epoch, step).
     fail_at: Option<(usize, usize)>,
-    /// Written with "epoch step" before each batch is handed out.
-    progress: Option<PathBuf>,
-    delay: Duration,
 }
 
 impl<'a> MemSource<'a> {
@@ -99,8 +95,6 @@ impl<'a> MemSource<'a> {
             shuffle_seed,
             nan_at: None,
             fail_at: None,
-            progress: None,
-            delay: Duration::ZERO,
         }
     }
 }
@@ -113,10 +107,6 @@ impl BatchSource for MemSource<'_> {
         }
         let chunks: Vec<Vec<usize>> = order.chunks(self.batch).map(<[usize]>::to_vec).collect();
         Box::new(chunks.into_iter().enumerate().map(move |(step, idx)| {
-            if let Some(p) = &self.progress {
-                std::fs::write(p, format!("{epoch} {step}"))?;
-            }
-            std::thread::sleep(self.delay);
             if self.fail_at == Some((epoch, step)) {
                 return Err(anyhow!("simulated interruption"));
             }
@@ -536,116 +526,4 @@ fn resume_from_a_step_checkpoint_matches_the_uninterrupted_run() {
             "{n} differs from the reference run"
         );
     }
-}
-
-/// Runs the training child (see `child_training_run`) and returns it.
-fn spawn_child(out: &Path, resume: bool, delay_ms: u64, progress: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_training_run",
-            "--test-threads=1",
-        ])
-        .env("KD_CHILD_DATA", dataset_root())
-        .env("KD_CHILD_OUT", out)
-        .env("KD_CHILD_RESUME", if resume { "1" } else { "0" })
-        .env("KD_CHILD_DELAY_MS", delay_ms.to_string())
-        .env("KD_CHILD_PROGRESS", progress)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn history_of(out: &Path) -> Vec<(usize, f64, f64)> {
-    std::fs::read_to_string(out.join("train_log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["epoch"].as_u64().unwrap() as usize,
-                v["train_loss"].as_f64().unwrap(),
-                v["val_loss"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-#[test]
-fn resume_after_sigkill_continues_the_loss_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let progress = dir.path().join("progress");
-
-    // Uninterrupted reference run in its own process.
-    let reference = dir.path().join("reference");
-    let st = spawn_child(&reference, false, 0, &progress).wait().unwrap();
-    assert!(st.success());
-    let want = history_of(&reference);
-    assert_eq!(want.len(), 3);
-
-    // Killed with SIGKILL during epoch 1 (after its third batch was handed out).
-    let out = dir.path().join("killed");
-    let _ = std::fs::remove_file(&progress);
-    let mut child = spawn_child(&out, false, 100, &progress);
-    let t0 = Instant::now();
-    loop {
-        let p = std::fs::read_to_string(&progress).unwrap_or_default();
-        if p == "1 2" {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "child ended before the kill"
-        );
-        assert!(t0.elapsed() < Duration::from_secs(60), "no progress: {p:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL on Unix
-    let status = child.wait().unwrap();
-    assert!(!status.success());
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoints/state.json")).unwrap())
-            .unwrap();
-    assert_eq!(state["epoch"], 1, "only epoch 0 was committed");
-    assert_same_history(&history_of(&out), &want[..1]);
-
-    // Resumed: finishes the same 3 epochs, epochs 1 and 2 identical to the reference run.
-    let st = spawn_child(&out, true, 0, &progress).wait().unwrap();
-    assert!(st.success());
-    assert_same_history(&history_of(&out), &want);
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoints/state.json")).unwrap())
-            .unwrap();
-    assert_eq!(
-        (state["finished"].as_bool(), state["epoch"].as_u64()),
-        (Some(true), Some(3))
-    );
-}
-
-/// The child process of `resume_after_sigkill_continues_the_loss_history`: trains with the
-/// settings passed in the environment. Not a test on its own.
-#[test]
-#[ignore = "child process of resume_after_sigkill_continues_the_loss_history"]
-fn child_training_run() {
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} unset: run by the parent"));
-    tch::set_num_threads(1);
-    let (tr, va, classes) = load(Path::new(&var("KD_CHILD_DATA")));
-    let nc = classes.len();
-    let mut s = spec(classes);
-    s.resume = var("KD_CHILD_RESUME") == "1";
-    let mut src = MemSource::new(&tr, nc, BATCH, Some(5));
-    src.delay = Duration::from_millis(var("KD_CHILD_DELAY_MS").parse().unwrap());
-    src.progress = Some(PathBuf::from(var("KD_CHILD_PROGRESS")));
-    let (mut vs, net) = model(nc);
-    train::run(
-        &s,
-        &src,
-        &MemSource::new(&va, nc, 64, None),
-        &net,
-        &mut vs,
-        &groups(),
-        Path::new(&var("KD_CHILD_OUT")),
-    )
-    .unwrap();
 }

@@ -67,6 +67,10 @@ pub enum Arch {
     ResNet {
         /// Basic blocks of stages 1..4 before depth scaling (`[2, 2, 2, 2]` is ResNet-18).
         blocks: [usize; 4],
+        /// The small-input stem of He et al.'s CIFAR networks (3x3/1 conv, no max pooling)
+        /// instead of ImageNet's 7x7/2 conv + 3x3/2 max pooling, which would shrink a 28 px
+        /// image to 7 px before the first block.
+        small_stem: bool,
     },
 }
 
@@ -82,7 +86,12 @@ impl Arch {
             Arch::MobileNetV2 => "mobilenet_v2",
             Arch::EfficientNet => "efficientnet",
             Arch::EfficientNetLite => "efficientnet_lite",
-            Arch::ResNet { .. } => "resnet",
+            Arch::ResNet {
+                small_stem: false, ..
+            } => "resnet",
+            Arch::ResNet {
+                small_stem: true, ..
+            } => "resnet_cifar",
         }
     }
 }
@@ -125,6 +134,7 @@ pub const PRESETS: &[(&str, Arch, f64, f64)] = &[
         "resnet",
         Arch::ResNet {
             blocks: [2, 2, 2, 2],
+            small_stem: false,
         },
         1.0,
         1.0,
@@ -133,6 +143,7 @@ pub const PRESETS: &[(&str, Arch, f64, f64)] = &[
         "resnet18",
         Arch::ResNet {
             blocks: [2, 2, 2, 2],
+            small_stem: false,
         },
         1.0,
         1.0,
@@ -141,6 +152,7 @@ pub const PRESETS: &[(&str, Arch, f64, f64)] = &[
         "resnet34",
         Arch::ResNet {
             blocks: [3, 4, 6, 3],
+            small_stem: false,
         },
         1.0,
         1.0,
@@ -149,6 +161,25 @@ pub const PRESETS: &[(&str, Arch, f64, f64)] = &[
         "resnet_tiny",
         Arch::ResNet {
             blocks: [2, 2, 2, 2],
+            small_stem: false,
+        },
+        0.25,
+        0.5,
+    ),
+    (
+        "resnet18_cifar",
+        Arch::ResNet {
+            blocks: [2, 2, 2, 2],
+            small_stem: true,
+        },
+        1.0,
+        1.0,
+    ),
+    (
+        "resnet_tiny_cifar",
+        Arch::ResNet {
+            blocks: [2, 2, 2, 2],
+            small_stem: true,
         },
         0.25,
         0.5,
@@ -225,13 +256,20 @@ impl ModelSpec {
 }
 
 impl fmt::Display for ModelSpec {
-    /// `family:width:depth` (ResNet: `resnet[b1,b2,b3,b4]:width:depth`).
+    /// `family:width:depth` (ResNet: `resnet[b1,b2,b3,b4]:width:depth`, `resnet_cifar[...]` with
+    /// the small-input stem).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.arch {
-            Arch::ResNet { blocks: b } => write!(
+            Arch::ResNet { blocks: b, .. } => write!(
                 f,
-                "resnet[{},{},{},{}]:{}:{}",
-                b[0], b[1], b[2], b[3], self.width, self.depth
+                "{}[{},{},{},{}]:{}:{}",
+                self.arch.family(),
+                b[0],
+                b[1],
+                b[2],
+                b[3],
+                self.width,
+                self.depth
             ),
             a => write!(f, "{}:{}:{}", a.family(), self.width, self.depth),
         }

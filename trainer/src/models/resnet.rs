@@ -2,6 +2,10 @@
 //! pooling, four stages of basic blocks (64, 128, 256, 512 channels times the width multiplier,
 //! rounded to a multiple of 8 by [`make_divisible`]), 1x1 projection shortcuts where the shape
 //! changes, ReLU. Repeats per stage are `ceil(blocks * depth)`.
+//!
+//! With `small_stem` (the `*_cifar` presets) the stem is He et al.'s CIFAR one: a 3x3/1 conv
+//! without max pooling, so a 28-32 px input keeps its resolution into stage 1 (the ImageNet stem
+//! divides it by 4). The variable names are the same.
 
 use tch::{nn, Tensor};
 
@@ -11,15 +15,21 @@ use super::{
 
 const EPS: f64 = 1e-5;
 
-/// conv1/bn1/ReLU then 3x3/2 max pooling.
+/// conv1/bn1/ReLU, then 3x3/2 max pooling unless `pool` is false (small-input stem).
 #[derive(Debug)]
-struct Stem(ConvBn);
+struct Stem {
+    conv: ConvBn,
+    pool: bool,
+}
 
 impl Block for Stem {
     fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.0
-            .forward(xs, train)
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+        let y = self.conv.forward(xs, train);
+        if self.pool {
+            y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+        } else {
+            y
+        }
     }
 }
 
@@ -77,24 +87,27 @@ impl Block for BasicBlock {
 
 /// Builds a ResNet for `spec` under `vs` (names: see the [module docs](super)).
 pub fn build(vs: &nn::Path, spec: &ModelSpec) -> Net {
-    let blocks = match spec.arch {
-        Arch::ResNet { blocks } => blocks,
-        _ => [2, 2, 2, 2],
+    let (blocks, small_stem) = match spec.arch {
+        Arch::ResNet { blocks, small_stem } => (blocks, small_stem),
+        _ => ([2, 2, 2, 2], false),
     };
     let width = |c: f64| make_divisible(c * spec.width);
     let mut cin = width(64.0);
     let s = ConvShape {
         cin: 3,
         cout: cin,
-        k: 7,
-        stride: 2,
+        k: if small_stem { 3 } else { 7 },
+        stride: if small_stem { 1 } else { 2 },
         groups: 1,
     };
     let stem = ConvBn::new(vs / "conv1", vs / "bn1", s, Act::Relu, EPS);
     let mut layers = vec![Layer {
         groups: vec!["conv1".into(), "bn1".into()],
-        stride: 4,
-        block: Box::new(Stem(stem)),
+        stride: if small_stem { 1 } else { 4 },
+        block: Box::new(Stem {
+            conv: stem,
+            pool: !small_stem,
+        }),
     }];
     for (k, (&n, c)) in blocks.iter().zip([64.0, 128.0, 256.0, 512.0]).enumerate() {
         let cout = width(c);

@@ -2,7 +2,8 @@
 //! gradient clipping, early stopping, best and top-k checkpoints, crash-safe resume, NaN guard,
 //! mixed precision on CUDA, deterministic seeding, and per-epoch logs and plots.
 //!
-//! Entry point: [`run`]. It is generic over a [`BatchSource`] (the input pipeline) and any
+//! Entry point: [`run`], or [`run_classifier`] for a model-zoo network. Batches are the input
+//! pipeline's [`Batch`]; its [`Loader`] is a [`BatchSource`]. [`run`] is generic over any
 //! `nn::ModuleT` whose variables live in a `VarStore` and are grouped by var-store path prefixes
 //! (`layer_groups`, input to output; the last group is the classifier head).
 //!
@@ -12,7 +13,8 @@
 //! instance, optimiser instance (moments start at zero in each phase) and early-stopping counters.
 //! [`TrainSpec::teacher`]: phase `head` trains only the last layer group (backbone frozen) at
 //! `lr_head`, then phase `finetune` unfreezes the top 30 % of the layer groups (rounded up) at
-//! `lr_finetune`. [`TrainSpec::student`] is the same with the top 40 %. Frozen variables get
+//! `lr_finetune` (`teacher.unfreeze`, 0.3 by default). [`TrainSpec::student`] is the same with
+//! `student.unfreeze` (the top 40 % by default). Frozen variables get
 //! `requires_grad = false`. Frozen batch-norm layers still run in training mode (`ModuleT` has a
 //! single train flag), so their running statistics keep adapting to the data during phase `head`.
 //!
@@ -64,25 +66,17 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
 
-use crate::config::Config;
+use crate::config::{Config, OptimizerName, Role, ScheduleName};
 use crate::data::import::SplitMix64;
 use crate::data::Mode;
 use crate::eval::{self, Metrics};
+use crate::models::Classifier;
+use crate::pipeline::Loader;
 use checkpoint::{Dir, EarlyStopState, Partial, ScalerState, State, TopEntry, STATE_SCHEMA};
 use optim::{Optimizer, OptimizerSpec};
 use schedule::{Schedule, ScheduleKind, ScheduleSpec, ScheduleState};
 
-/// One batch from a [`BatchSource`].
-pub struct Batch {
-    /// `[N, 3, S, S]` float images.
-    pub images: Tensor,
-    /// `[N, C]` float one-hot (multi-class) or multi-hot (multi-label) targets.
-    pub targets: Tensor,
-    /// True class indices per image.
-    pub labels: Vec<Vec<usize>>,
-    /// Indices of the images in their split.
-    pub indices: Vec<usize>,
-}
+pub use crate::pipeline::Batch;
 
 /// A source of batches: the training or validation input pipeline.
 pub trait BatchSource {
@@ -94,6 +88,18 @@ pub trait BatchSource {
     /// True when an epoch has no batch.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The input pipeline's [`Loader`] is the engine's batch source (its epochs are deterministic in
+/// `(seed, epoch)`, as a resume requires).
+impl BatchSource for Loader {
+    fn epoch(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new(Loader::epoch(self, epoch))
+    }
+
+    fn len(&self) -> usize {
+        self.num_batches()
     }
 }
 
@@ -202,7 +208,15 @@ pub struct TrainSpec {
 }
 
 impl TrainSpec {
-    fn two_phase(cfg: &Config, mode: Mode, classes: Vec<String>, fraction: f64) -> TrainSpec {
+    /// The two-phase recipe of `role` from the configuration: phase `head` trains only the
+    /// classifier (backbone frozen) for `epochs_head` epochs at `lr_head`, then phase `finetune`
+    /// trains the top `<role>.unfreeze` of the layer groups for `epochs_finetune` epochs at
+    /// `lr_finetune`. Optimiser, schedule, clipping, early stopping, top-k and step checkpoints
+    /// come from the `training` section; the monitored metric is val top-1 (multi-label: micro
+    /// F1).
+    pub fn from_config(cfg: &Config, role: Role, mode: Mode, classes: Vec<String>) -> TrainSpec {
+        let t = &cfg.training;
+        let wd = t.weight_decay;
         TrainSpec {
             seed: cfg.seed,
             mode,
@@ -218,42 +232,66 @@ impl TrainSpec {
                     name: "finetune".into(),
                     epochs: cfg.epochs_finetune,
                     lr: cfg.lr_finetune,
-                    trainable: Trainable::Top { fraction },
+                    trainable: Trainable::Top {
+                        fraction: cfg.network(role).unfreeze,
+                    },
                 },
             ],
-            optimizer: OptimizerSpec::adamw(),
-            schedule: ScheduleSpec {
-                kind: ScheduleKind::Cosine {
-                    t0_epochs: 0.0,
-                    t_mult: 1.0,
-                    min_lr_ratio: 0.01,
+            optimizer: match t.optimizer {
+                OptimizerName::Adamw => OptimizerSpec::AdamW {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: wd,
                 },
-                warmup_epochs: 1.0,
+                OptimizerName::Adam => OptimizerSpec::Adam {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: wd,
+                },
+                OptimizerName::Sgd => OptimizerSpec::Sgd {
+                    momentum: 0.9,
+                    nesterov: true,
+                    weight_decay: wd,
+                },
             },
-            clip_grad_norm: Some(5.0),
-            early_stopping: Some(EarlyStopping {
-                patience: 5,
+            schedule: ScheduleSpec {
+                kind: match t.schedule {
+                    ScheduleName::Cosine => ScheduleKind::Cosine {
+                        t0_epochs: 0.0,
+                        t_mult: 1.0,
+                        min_lr_ratio: 0.01,
+                    },
+                    ScheduleName::Constant => ScheduleKind::Constant,
+                },
+                warmup_epochs: t.warmup_epochs,
+            },
+            clip_grad_norm: (t.clip_grad_norm > 0.0).then_some(t.clip_grad_norm),
+            early_stopping: (t.early_stopping_patience > 0).then_some(EarlyStopping {
+                patience: t.early_stopping_patience,
                 min_delta: 1e-4,
             }),
             monitor: Monitor::default_for(mode),
-            top_k: 3,
-            checkpoint_every_steps: None,
+            top_k: t.top_k,
+            checkpoint_every_steps: (t.checkpoint_every_steps > 0)
+                .then_some(t.checkpoint_every_steps),
             mixed_precision: true,
             threshold: 0.5,
             resume: false,
         }
     }
 
-    /// Teacher recipe: head warm-up (`epochs_head`, `lr_head`), then the top 30 % of the layer
-    /// groups (`epochs_finetune`, `lr_finetune`); AdamW (wd 0.01), cosine with 1 warm-up epoch,
-    /// clipping at 5, early stopping (patience 5), top-3 checkpoints.
+    /// Teacher recipe: [`TrainSpec::from_config`] with `teacher.unfreeze` (0.3 in the default
+    /// configuration).
     pub fn teacher(cfg: &Config, mode: Mode, classes: Vec<String>) -> TrainSpec {
-        Self::two_phase(cfg, mode, classes, 0.3)
+        Self::from_config(cfg, Role::Teacher, mode, classes)
     }
 
-    /// Student recipe: as [`TrainSpec::teacher`] but unfreezing the top 40 %.
+    /// Student recipe: [`TrainSpec::from_config`] with `student.unfreeze` (0.4 in the default
+    /// configuration).
     pub fn student(cfg: &Config, mode: Mode, classes: Vec<String>) -> TrainSpec {
-        Self::two_phase(cfg, mode, classes, 0.4)
+        Self::from_config(cfg, Role::Student, mode, classes)
     }
 
     /// Consistency checks; errors name the field.
@@ -425,6 +463,22 @@ fn better(a: f64, b: f64, higher: bool) -> bool {
     }
 }
 
+/// [`run`] for a network of the model zoo ([`crate::models::build`]): its layer groups are
+/// [`Classifier::layer_groups`].
+/// `on_epoch` is called with each epoch's record once it is committed.
+pub fn run_classifier(
+    spec: &TrainSpec,
+    train: &dyn BatchSource,
+    val: &dyn BatchSource,
+    model: &dyn Classifier,
+    vs: &mut nn::VarStore,
+    out_dir: &Path,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<TrainReport> {
+    let groups = model.layer_groups();
+    run_observed(spec, train, val, model, vs, &groups, out_dir, on_epoch)
+}
+
 /// Trains `model` (its variables in `vs`, grouped by `layer_groups` prefixes, input to output)
 /// on `train`, validating on `val` after every epoch; writes checkpoints, logs and plots to
 /// `out_dir`. See the module docs for the behaviour and [`checkpoint`] / [`log`] for the files.
@@ -436,6 +490,30 @@ pub fn run(
     vs: &mut nn::VarStore,
     layer_groups: &[String],
     out_dir: &Path,
+) -> Result<TrainReport> {
+    run_observed(
+        spec,
+        train,
+        val,
+        model,
+        vs,
+        layer_groups,
+        out_dir,
+        &mut |_| {},
+    )
+}
+
+/// [`run`], calling `on_epoch` with each epoch's record once it is committed (progress output).
+#[allow(clippy::too_many_arguments)]
+pub fn run_observed(
+    spec: &TrainSpec,
+    train: &dyn BatchSource,
+    val: &dyn BatchSource,
+    model: &dyn nn::ModuleT,
+    vs: &mut nn::VarStore,
+    layer_groups: &[String],
+    out_dir: &Path,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<TrainReport> {
     spec.validate()?;
     if train.is_empty() {
@@ -762,6 +840,9 @@ pub fn run(
             }
             state = dir.commit(next, vs, &opt.state_tensors())?;
             log::write_all(out_dir, &state.history)?;
+            if let Some(r) = state.history.last() {
+                on_epoch(r);
+            }
             if let Metrics::MultiClass(m) = &metrics {
                 eval::plot_confusion(m, &out_dir.join("val_confusion.svg"))?;
             }
