@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end, as far as the project goes today (run by `make demo` after setup and
-# a release build): import and validate the default data set with kdtrain, write a small int8
+# a release build): import and validate the default data set with kdtrain, train a teacher and
+# a student from scratch on it (distillation, QAT and export are not built yet), write a small int8
 # network, run it on kdruntime through kdrun on a real photo, check kdruntime's output byte
 # for byte against TFLite's reference kernels, and run the C example on the same photo.
 set -euo pipefail
@@ -20,8 +21,9 @@ rm -rf "$OUT/data"
 
 mapfile -t LABELS < <("$BIN/kdtrain" data stats "$OUT/data" --json | "$PY" -c 'import json,sys; print("\n".join(json.load(sys.stdin)["classes"]))' 2>/dev/null || true)
 
-say "2. the libtorch the trainer runs on"
-"$BIN/kdtrain" info
+say "2. train a teacher and a student from scratch on it (kdtrain train; libtorch on $("$BIN/kdtrain" info | sed -n 's/^device: //p'))"
+rm -rf "$OUT/train"
+"$BIN/kdtrain" train --data-dir "$OUT/data" --out-dir "$OUT/train" --config configs/demo.yaml --quiet
 
 say "3. a small int8 network (MobileNetV2-0.35, 96x96; untrained weights, real-photo calibration)"
 "$BIN/demo-model" "$OUT" "${LABELS[@]}"
