@@ -16,7 +16,7 @@ say() { printf '\n== %s\n' "$*"; }
 
 say "1. import a Fashion-MNIST subset (real images) and validate it"
 rm -rf "$OUT/data"
-"$BIN/kdtrain" data import fashion-mnist --raw data/raw/fashion-mnist --out "$OUT/data" --limit 500 --seed 1
+"$BIN/kdtrain" data import fashion-mnist --raw data/raw/fashion-mnist --out "$OUT/data" --limit 1000 --seed 1
 "$BIN/kdtrain" data validate "$OUT/data"   # also prints the statistics
 
 mapfile -t LABELS < <("$BIN/kdtrain" data stats "$OUT/data" --json | "$PY" -c 'import json,sys; print("\n".join(json.load(sys.stdin)["classes"]))' 2>/dev/null || true)
