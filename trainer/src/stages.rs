@@ -262,6 +262,13 @@ pub fn train_network(role: Role, opts: &StageOptions) -> Result<StageReport> {
     let model = models::build(&vs.root(), &spec)?;
     let n_train = ds.split(Split::Train).len();
     let n_val = ds.split(Split::Val).len();
+    if n_train < 2 {
+        // BatchNorm's training statistics need two samples per batch (libtorch would abort).
+        bail!(
+            "{}: {n_train} training image(s); training needs at least 2",
+            ds.root.join(Split::Train.file_name()).display()
+        );
+    }
     let train_src = Loader::new(
         &ds,
         Split::Train,

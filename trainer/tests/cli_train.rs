@@ -554,3 +554,31 @@ fn bad_input_is_an_error_naming_the_key_or_file() {
     // Nothing was trained by any of the failed commands.
     assert!(!out.join("checkpoints/state.json").exists());
 }
+
+#[test]
+fn a_single_training_image_is_an_error_not_a_batchnorm_abort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("one");
+    std::fs::create_dir_all(ds.join("images")).unwrap();
+    for (i, split) in ["train", "val", "test"].iter().enumerate() {
+        let img = image::GrayImage::from_fn(28, 28, |x, y| {
+            image::Luma([((x * 9 + y * 3 + i as u32 * 50) % 256) as u8])
+        });
+        img.save(ds.join("images").join(format!("{split}.png")))
+            .unwrap();
+        std::fs::write(
+            ds.join(format!("{split}.txt")),
+            format!("{split}.png,cat\n"),
+        )
+        .unwrap();
+    }
+    let cfg = fast_config(tmp.path(), &[("num_classes: 10", "num_classes: 1")]);
+    let out = tmp.path().join("out");
+    let mut a = teacher_args(&cfg, &out);
+    a[2] = ds.to_str().unwrap();
+    let err = fails(kdtrain(&a));
+    assert!(
+        err.contains("train.txt") && err.contains("at least 2"),
+        "{err}"
+    );
+}
