@@ -7,7 +7,7 @@ use anyhow::Result;
 use kdtrainer::models::{build, ModelSpec};
 use kdtrainer::pipeline::Batch;
 use kdtrainer::train::{recalibrate_batch_norm, BatchSource};
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// The same fixed batch every epoch.
