@@ -313,6 +313,10 @@ pub fn scale_depth(n: usize, depth: f64) -> usize {
     ((n as f64 * depth).ceil() as usize).max(1)
 }
 
+/// Momentum of every BatchNorm's running statistics (PyTorch's default):
+/// `running = (1 - m) * running + m * batch`. [`crate::train::recalibrate_batch_norm`] relies on it.
+pub const BN_MOMENTUM: f64 = 0.1;
+
 /// Which activation follows a conv + BN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
@@ -383,6 +387,7 @@ impl ConvBn {
                 s.cout,
                 nn::BatchNormConfig {
                     eps,
+                    momentum: BN_MOMENTUM,
                     ..Default::default()
                 },
             ),
