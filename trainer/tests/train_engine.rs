@@ -5,7 +5,7 @@
 //! `cli_train.rs`.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use anyhow::{anyhow, Result};
 use kdtrainer::data::import::{fashion_mnist, SplitMix64};
@@ -262,8 +262,17 @@ fn assert_same_history(got: &[(usize, f64, f64)], want: &[(usize, f64, f64)]) {
     }
 }
 
+/// libtorch's random generator is process-wide and the engine re-seeds it at every step, so two
+/// trainings running on parallel test threads would draw each other's numbers. Each test that
+/// trains holds this lock.
+fn torch_rng() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn trains_and_writes_logs_plots_and_checkpoints() {
+    let _rng = torch_rng();
     tch::set_num_threads(1);
     let (tr, va, classes) = load(dataset_root());
     let nc = classes.len();
@@ -376,6 +385,7 @@ fn trains_and_writes_logs_plots_and_checkpoints() {
 
 #[test]
 fn head_phase_trains_only_the_head() {
+    let _rng = torch_rng();
     tch::set_num_threads(1);
     let (tr, va, classes) = load(dataset_root());
     let nc = classes.len();
@@ -403,6 +413,7 @@ fn head_phase_trains_only_the_head() {
 
 #[test]
 fn early_stopping_ends_the_phase() {
+    let _rng = torch_rng();
     tch::set_num_threads(1);
     let (tr, va, classes) = load(dataset_root());
     let nc = classes.len();
@@ -438,6 +449,7 @@ fn early_stopping_ends_the_phase() {
 
 #[test]
 fn nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint() {
+    let _rng = torch_rng();
     tch::set_num_threads(1);
     let (tr, va, classes) = load(dataset_root());
     let nc = classes.len();
@@ -477,6 +489,7 @@ fn nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint() {
 
 #[test]
 fn resume_from_a_step_checkpoint_matches_the_uninterrupted_run() {
+    let _rng = torch_rng();
     tch::set_num_threads(1);
     let (tr, va, classes) = load(dataset_root());
     let nc = classes.len();
