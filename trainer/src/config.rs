@@ -132,8 +132,33 @@ pub enum OptimizerName {
 pub enum ScheduleName {
     /// One cosine cycle over the phase down to 1 % of its learning rate.
     Cosine,
+    /// Cosine with warm restarts (SGDR): cycles of `restart_epochs`, each `restart_mult` times
+    /// longer than the last, down to 1 % of the learning rate.
+    #[serde(rename = "cosine_restarts")]
+    CosineRestarts,
+    /// Multiply the learning rate by `step_gamma` every `step_epochs` epochs.
+    Step,
+    /// Multiply the learning rate by `plateau_factor` after `plateau_patience` epochs without
+    /// improvement of the validation metric (down to 1 % of the phase's rate).
+    Plateau,
     /// The phase's learning rate throughout.
     Constant,
+}
+
+fn default_restart_epochs() -> f64 {
+    2.0
+}
+fn default_restart_mult() -> f64 {
+    2.0
+}
+fn default_step_epochs() -> usize {
+    3
+}
+fn default_gamma() -> f64 {
+    0.1
+}
+fn default_plateau_patience() -> usize {
+    2
 }
 
 /// Training-engine settings shared by teacher and student runs.
@@ -146,6 +171,24 @@ pub struct Training {
     pub weight_decay: f64,
     /// Schedule after warm-up.
     pub schedule: ScheduleName,
+    /// First cycle length of `cosine_restarts`, in epochs, `(0, 1000]`.
+    #[serde(default = "default_restart_epochs")]
+    pub restart_epochs: f64,
+    /// Cycle length multiplier of `cosine_restarts`, `[1, 10]`.
+    #[serde(default = "default_restart_mult")]
+    pub restart_mult: f64,
+    /// Epochs between decays of `step`, `>= 1`.
+    #[serde(default = "default_step_epochs")]
+    pub step_epochs: usize,
+    /// Decay factor of `step`, `(0, 1]`.
+    #[serde(default = "default_gamma")]
+    pub step_gamma: f64,
+    /// Decay factor of `plateau`, `(0, 1)`.
+    #[serde(default = "default_gamma")]
+    pub plateau_factor: f64,
+    /// Epochs without improvement before a `plateau` decay, `>= 1`.
+    #[serde(default = "default_plateau_patience")]
+    pub plateau_patience: usize,
     /// Linear warm-up at the start of each phase, in epochs (fractions allowed), `[0, 100]`.
     pub warmup_epochs: f64,
     /// Clip the gradients' global L2 norm to this value; 0 = no clipping.
@@ -345,6 +388,43 @@ impl Config {
             t.clip_grad_norm,
         )?;
         check(t.top_k <= 100, "training.top_k", "in [0, 100]", t.top_k)?;
+        let p = t;
+        check(
+            p.restart_epochs > 0.0 && p.restart_epochs <= 1000.0,
+            "training.restart_epochs",
+            "in (0, 1000]",
+            p.restart_epochs,
+        )?;
+        check(
+            (1.0..=10.0).contains(&p.restart_mult),
+            "training.restart_mult",
+            "in [1, 10]",
+            p.restart_mult,
+        )?;
+        check(
+            p.step_epochs >= 1,
+            "training.step_epochs",
+            ">= 1",
+            p.step_epochs,
+        )?;
+        check(
+            p.step_gamma > 0.0 && p.step_gamma <= 1.0,
+            "training.step_gamma",
+            "in (0, 1]",
+            p.step_gamma,
+        )?;
+        check(
+            p.plateau_factor > 0.0 && p.plateau_factor < 1.0,
+            "training.plateau_factor",
+            "in (0, 1)",
+            p.plateau_factor,
+        )?;
+        check(
+            p.plateau_patience >= 1,
+            "training.plateau_patience",
+            ">= 1",
+            p.plateau_patience,
+        )?;
         let g = &self.threshold_search.grid;
         check(!g.is_empty(), "threshold_search.grid", "non-empty", "[]")?;
         for (i, &t) in g.iter().enumerate() {

@@ -291,3 +291,60 @@ fn training_keys_reach_the_engine_spec() {
     );
     assert!(t.early_stopping.is_none());
 }
+
+#[test]
+fn every_schedule_is_selectable_and_its_parameters_are_checked() {
+    let classes: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    let mode = kdtrainer::data::Mode::MultiClass;
+    let with = |schedule: &str, extra: &str| {
+        let text =
+            default_text().replace("schedule: cosine", &format!("schedule: {schedule}{extra}"));
+        Config::from_yaml("cfg.yaml", &text)
+    };
+    let kind = |c: &Config| TrainSpec::teacher(c, mode, classes.clone()).schedule.kind;
+    let c = with(
+        "cosine_restarts",
+        "\n  restart_epochs: 3\n  restart_mult: 1.5",
+    )
+    .unwrap();
+    assert_eq!(
+        kind(&c),
+        ScheduleKind::Cosine {
+            t0_epochs: 3.0,
+            t_mult: 1.5,
+            min_lr_ratio: 0.01
+        }
+    );
+    let c = with("step", "\n  step_epochs: 4\n  step_gamma: 0.5").unwrap();
+    assert_eq!(
+        kind(&c),
+        ScheduleKind::Step {
+            step_epochs: 4,
+            gamma: 0.5
+        }
+    );
+    // Defaults apply when the optional keys are absent.
+    let c = with("plateau", "").unwrap();
+    assert_eq!(
+        kind(&c),
+        ScheduleKind::Plateau {
+            factor: 0.1,
+            patience: 2,
+            threshold: 1e-4,
+            min_lr_ratio: 0.01
+        }
+    );
+    for (extra, key) in [
+        ("\n  step_epochs: 0", "training.step_epochs"),
+        ("\n  step_gamma: 1.5", "training.step_gamma"),
+        ("\n  plateau_factor: 1", "training.plateau_factor"),
+        ("\n  plateau_patience: 0", "training.plateau_patience"),
+        ("\n  restart_epochs: 0", "training.restart_epochs"),
+        ("\n  restart_mult: 0.5", "training.restart_mult"),
+    ] {
+        let e = format!("{:#}", with("step", extra).unwrap_err());
+        assert!(e.contains(key), "{extra}: {e}");
+    }
+    let e = format!("{:#}", with("linear", "").unwrap_err());
+    assert!(e.contains("schedule"), "{e}");
+}

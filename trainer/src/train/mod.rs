@@ -263,6 +263,21 @@ impl TrainSpec {
                         t_mult: 1.0,
                         min_lr_ratio: 0.01,
                     },
+                    ScheduleName::CosineRestarts => ScheduleKind::Cosine {
+                        t0_epochs: t.restart_epochs,
+                        t_mult: t.restart_mult,
+                        min_lr_ratio: 0.01,
+                    },
+                    ScheduleName::Step => ScheduleKind::Step {
+                        step_epochs: t.step_epochs,
+                        gamma: t.step_gamma,
+                    },
+                    ScheduleName::Plateau => ScheduleKind::Plateau {
+                        factor: t.plateau_factor,
+                        patience: t.plateau_patience,
+                        threshold: 1e-4,
+                        min_lr_ratio: 0.01,
+                    },
                     ScheduleName::Constant => ScheduleKind::Constant,
                 },
                 warmup_epochs: t.warmup_epochs,
