@@ -550,3 +550,16 @@ fn bilinear(
 pub const fn luma(r: u8, g: u8, b: u8) -> u32 {
     (77 * r as u32 + 150 * g as u32 + 29 * b as u32 + 128) >> 8
 }
+
+/// Turns letterboxed 0..255 pixels into an int8 input tensor, in place, for models whose input
+/// is int8 rather than uint8 (a uint8 input carries its normalisation in its own quantisation):
+/// `q = clamp(round(((p - mean) / std) / scale) + zero_point, -128, 127)` in float32, rounding
+/// half away from zero, stored as the int8 bit pattern. kdrun and the C ABI both call this, so
+/// the two cannot drift apart.
+pub fn quantize_pixels_to_int8(buf: &mut [u8], mean: f32, std: f32, scale: f32, zero_point: f32) {
+    for q in buf.iter_mut() {
+        let real = (f32::from(*q) - mean) / std;
+        let v = crate::kernels::float_math::roundf(real / scale) + zero_point;
+        *q = v.clamp(-128.0, 127.0) as i8 as u8;
+    }
+}

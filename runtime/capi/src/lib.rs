@@ -881,11 +881,7 @@ pub unsafe extern "C" fn kd_letterbox(
             let out = interp.input_mut(input).map_err(LastError::Runtime)?;
             let p = lb::letterbox(&src, h, w, out_format, out).map_err(LastError::Letterbox)?;
             if let Some((scale, zp)) = quant {
-                // The same float32 arithmetic as `kdrun run`, element by element in place.
-                for q in out.iter_mut() {
-                    let real = (f32::from(*q) - norm.mean) / norm.std;
-                    *q = ((real / scale).round() + zp).clamp(-128.0, 127.0) as i8 as u8;
-                }
+                lb::quantize_pixels_to_int8(out, norm.mean, norm.std, scale, zp);
             }
             if !info.is_null() {
                 info.write_unaligned(geometry(&p));

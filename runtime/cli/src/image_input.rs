@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use kdruntime::letterbox::{letterbox, Image, OutputFormat, PixelFormat};
+use kdruntime::letterbox::{letterbox, quantize_pixels_to_int8, Image, OutputFormat, PixelFormat};
 use kdruntime::{DType, Interpreter};
 
 use crate::config::InferenceConfig;
@@ -57,10 +57,8 @@ pub fn fill(
                 bail!("int8 input tensor {} has no positive scale", info.index);
             }
             let n = cfg.normalization;
-            for (q, &p) in input.iter_mut().zip(&boxed) {
-                let real = (p as f32 - n.mean) / n.std;
-                *q = ((real / scale).round() + zp).clamp(-128.0, 127.0) as i8 as u8;
-            }
+            input.copy_from_slice(&boxed);
+            quantize_pixels_to_int8(input, n.mean, n.std, scale, zp);
         }
         other => bail!(
             "input tensor {} is {}; kdrun run handles uint8 and int8",
