@@ -7,5 +7,6 @@ pub mod device;
 pub mod eval;
 pub mod models;
 pub mod pipeline;
+pub mod quant;
 pub mod stages;
 pub mod train;
