@@ -29,13 +29,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::{Config, Role};
 use crate::data::{Dataset, Mode, ModeChoice, Split};
 use crate::eval::{self, Metrics};
 use crate::models::{self, Classifier, ModelSpec};
-use crate::pipeline::{Loader, LoaderOptions};
+use crate::pipeline::{Loader, LoaderOptions, Normalization};
 use crate::train::{self, checkpoint, EpochRecord, TrainReport, TrainSpec};
 
 /// Schema tag of `checkpoints/model.json`.
@@ -358,6 +358,37 @@ pub struct Prediction {
     pub predicted: Vec<usize>,
 }
 
+/// Raw outputs of `forward` (no gradient) over `split` of `ds` in list order, fed through the
+/// evaluation input ([`crate::pipeline::eval_input`]: letterbox to `input_size`, then
+/// `normalization`): `[N, C]` float32 on the CPU, and each image's class indices.
+pub fn split_logits(
+    forward: &dyn Fn(&Tensor) -> Result<Tensor>,
+    input_size: u32,
+    normalization: Normalization,
+    ds: &Dataset,
+    split: Split,
+    batch_size: usize,
+    workers: usize,
+) -> Result<(Tensor, Vec<Vec<usize>>)> {
+    let mut o = LoaderOptions::new(input_size as usize, batch_size, normalization);
+    o.workers = workers;
+    let loader = Loader::new(ds, split, o)?;
+    if loader.is_empty() {
+        bail!("{} split: no image to evaluate", split.name());
+    }
+    let mut outs = Vec::with_capacity(loader.len().div_ceil(batch_size.max(1)));
+    let mut labels: Vec<Vec<usize>> = Vec::with_capacity(loader.len());
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        let out = tch::no_grad(|| forward(&batch.images))?
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu);
+        outs.push(out);
+        labels.extend(batch.labels);
+    }
+    Ok((Tensor::cat(&outs, 0), labels))
+}
+
 /// Evaluates `model` (evaluation mode, no gradient) on `split` of `ds` through the evaluation
 /// input ([`crate::pipeline::eval_input`] + the model's normalisation); the network's variables
 /// must be on `device`.
@@ -370,32 +401,23 @@ pub fn evaluate(
     workers: usize,
 ) -> Result<(Metrics, Vec<Prediction>)> {
     let spec = model.spec();
-    let mut o = LoaderOptions::new(spec.input_size as usize, batch_size, spec.normalization);
-    o.workers = workers;
-    let loader = Loader::new(ds, split, o)?;
-    if loader.is_empty() {
-        bail!("{} split: no image to evaluate", split.name());
-    }
+    let (logits, labels) = split_logits(
+        &|x: &Tensor| Ok(model.forward_t(&x.to_device(device), false)),
+        spec.input_size,
+        spec.normalization,
+        ds,
+        split,
+        batch_size,
+        workers,
+    )?;
+    let out = match ds.mode {
+        Mode::MultiClass => logits,
+        Mode::MultiLabel => logits.sigmoid(),
+    };
+    let (scores, c) = eval::scores_from_tensor(&out)?;
     let nc = ds.classes.len();
-    let mut scores: Vec<f32> = Vec::with_capacity(loader.len() * nc);
-    let mut labels: Vec<Vec<usize>> = Vec::with_capacity(loader.len());
-    for batch in loader.epoch(0) {
-        let batch = batch?;
-        let out = tch::no_grad(|| {
-            let logits = model
-                .forward_t(&batch.images.to_device(device), false)
-                .to_kind(Kind::Float);
-            match ds.mode {
-                Mode::MultiClass => logits,
-                Mode::MultiLabel => logits.sigmoid(),
-            }
-        });
-        let (v, c) = eval::scores_from_tensor(&out)?;
-        if c != nc {
-            bail!("the network has {c} outputs, the data set {nc} classes");
-        }
-        scores.extend(v);
-        labels.extend(batch.labels);
+    if c != nc {
+        bail!("the network has {c} outputs, the data set {nc} classes");
     }
     let entries = ds.split(split);
     let mut rows = Vec::with_capacity(labels.len());

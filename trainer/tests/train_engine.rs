@@ -540,3 +540,134 @@ fn resume_from_a_step_checkpoint_matches_the_uninterrupted_run() {
         );
     }
 }
+
+/// An objective with its own state (a step counter) and a per-step statistic.
+struct Counting {
+    steps: Tensor,
+}
+
+impl train::objective::Objective for Counting {
+    fn train_loss(
+        &mut self,
+        model: &dyn nn::ModuleT,
+        _batch: &Batch,
+        images: &Tensor,
+        targets: &Tensor,
+        _ctx: &train::objective::StepContext,
+    ) -> Result<train::objective::StepLoss> {
+        let logits = model.forward_t(images, true);
+        let loss = train::objective::hard_loss(Mode::MultiClass, &logits, targets);
+        let twice = 2.0 * loss.double_value(&[]);
+        Ok(train::objective::StepLoss {
+            loss,
+            stats: [("twice".to_string(), twice)].into_iter().collect(),
+        })
+    }
+
+    fn after_step(&mut self, _ctx: &train::objective::StepContext, _lr: f64) -> Result<()> {
+        self.steps += 1.0;
+        Ok(())
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        vec![("steps".into(), self.steps.shallow_clone())]
+    }
+
+    fn load_state(&mut self, tensors: Vec<(String, Tensor)>) -> Result<()> {
+        for (k, t) in tensors {
+            anyhow::ensure!(k == "steps", "unexpected objective state {k:?}");
+            self.steps = t;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn objective_statistics_and_state_survive_an_interrupted_run() {
+    let _rng = torch_rng();
+    tch::set_num_threads(1);
+    let (tr, va, classes) = load(dataset_root());
+    let nc = classes.len();
+    let out = tempfile::tempdir().unwrap();
+    let mut s = spec(classes);
+    s.checkpoint_every_steps = Some(2);
+    let val_src = MemSource::new(&va, nc, 64, None);
+    let (mut vs, net) = model(nc);
+    let mut obj = Counting {
+        steps: Tensor::from(0.0f64),
+    };
+    let mut interrupted = MemSource::new(&tr, nc, BATCH, Some(5));
+    // Epoch 1 (phase finetune), step 3: steps 0-1 of that epoch are checkpointed, step 2 is not.
+    interrupted.fail_at = Some((1, 3));
+    let g = groups();
+    let err = train::run_with(
+        &s,
+        &interrupted,
+        &val_src,
+        &net,
+        &mut vs,
+        &g,
+        out.path(),
+        &mut obj,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("simulated interruption"),
+        "{err:#}"
+    );
+    assert_eq!(
+        obj.steps.double_value(&[]),
+        7.0,
+        "4 + 3 steps ran before the fault"
+    );
+
+    s.resume = true;
+    let (mut vs, net) = model(nc);
+    let mut obj = Counting {
+        steps: Tensor::from(0.0f64),
+    };
+    let train_src = MemSource::new(&tr, nc, BATCH, Some(5));
+    let rep = train::run_with(
+        &s,
+        &train_src,
+        &val_src,
+        &net,
+        &mut vs,
+        &g,
+        out.path(),
+        &mut obj,
+        &mut |_| {},
+    )
+    .unwrap();
+    // 3 epochs of 4 steps, each counted once: the step after the last checkpoint was redone
+    // from the checkpointed count (6), not added to the in-memory 7.
+    assert_eq!(obj.steps.double_value(&[]), 12.0);
+    for r in &rep.history {
+        let twice = r.train_stats["twice"];
+        assert!(
+            (twice - 2.0 * r.train_loss).abs() < 1e-9 * twice.abs(),
+            "{r:?}"
+        );
+    }
+    let steps: Vec<serde_json::Value> =
+        std::fs::read_to_string(out.path().join("train_steps.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let ids: Vec<u64> = steps
+        .iter()
+        .map(|v| v["global_step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (0..12).collect::<Vec<u64>>());
+    for v in &steps {
+        let (loss, twice) = (v["loss"].as_f64().unwrap(), v["twice"].as_f64().unwrap());
+        assert!((twice - 2.0 * loss).abs() < 1e-9 * twice.abs(), "{v}");
+    }
+    let csv = std::fs::read_to_string(out.path().join("train_log.csv")).unwrap();
+    assert!(
+        csv.lines().next().unwrap().contains(",train_twice,"),
+        "{csv}"
+    );
+}

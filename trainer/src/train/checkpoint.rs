@@ -68,6 +68,9 @@ pub struct Partial {
     pub images: usize,
     /// Seconds spent.
     pub seconds: f64,
+    /// Sum over steps of `statistic * images` for the objective's per-step statistics.
+    #[serde(default)]
+    pub stats_sum: std::collections::BTreeMap<String, f64>,
 }
 
 /// Everything needed to resume, written as `state.json`.

@@ -5,14 +5,78 @@
 //!   `train_loss`, `val_loss`, `val_metrics` object, `seconds`, `images_per_s`, `steps`).
 //! - `train_log.csv`: the same with one column per validation metric (`val_<name>`), header first.
 //! - `loss.svg`: train and validation loss per epoch; `metrics.svg`: validation metrics per epoch.
+//! - `train_steps.jsonl` ([`StepLog`]): one line per optimisation step: `epoch`, `phase`, `step`,
+//!   `global_step`, `lr`, `loss` and the objective's statistics (distillation: `total`, `ce`,
+//!   `kd`, `kd_weight`, `temperature`, `coverage`, `mean_conf`, ...). After a resume it holds
+//!   each committed step once.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+
+use anyhow::{anyhow, Context, Result};
 
 use super::checkpoint::atomic_write_text;
+use super::objective::StepContext;
 use super::EpochRecord;
+
+/// `train_steps.jsonl`, appended one line per step.
+pub struct StepLog {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl StepLog {
+    /// Opens `out_dir/train_steps.jsonl` for appending, first dropping the lines of steps at or
+    /// after `global_step` (written after the checkpoint a resumed run continues from).
+    pub fn open(out_dir: &Path, global_step: u64) -> Result<StepLog> {
+        let path = out_dir.join("train_steps.jsonl");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("global_step").and_then(|g| g.as_u64()))
+                        .is_some_and(|g| g < global_step)
+                })
+                .flat_map(|l| [l, "\n"])
+                .collect();
+            atomic_write_text(&path, &kept)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        Ok(StepLog { file, path })
+    }
+
+    /// Appends the line of one step.
+    pub fn append(
+        &mut self,
+        ctx: &StepContext,
+        lr: f64,
+        loss: f64,
+        stats: &BTreeMap<String, f64>,
+    ) -> Result<()> {
+        let mut v = serde_json::json!({
+            "epoch": ctx.epoch, "phase": ctx.phase_name, "step": ctx.step,
+            "global_step": ctx.global_step, "lr": lr, "loss": loss,
+        });
+        if let Some(o) = v.as_object_mut() {
+            for (k, x) in stats {
+                o.insert(k.clone(), serde_json::json!(x));
+            }
+        }
+        writeln!(self.file, "{v}").with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}
 
 /// Writes `train_log.jsonl`, `train_log.csv`, `loss.svg` and `metrics.svg` into `out_dir`.
 pub fn write_all(out_dir: &Path, history: &[EpochRecord]) -> Result<()> {
@@ -39,6 +103,16 @@ pub fn write_all(out_dir: &Path, history: &[EpochRecord]) -> Result<()> {
         plot(&out_dir.join("metrics.svg"), "validation metrics", &series)?;
     }
     Ok(())
+}
+
+fn stat_names(history: &[EpochRecord]) -> Vec<String> {
+    let mut names: Vec<String> = history
+        .iter()
+        .flat_map(|r| r.train_stats.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn metric_names(history: &[EpochRecord]) -> Vec<String> {
@@ -70,12 +144,17 @@ fn loss_series(history: &[EpochRecord]) -> Vec<(String, Vec<(f64, f64)>)> {
     ]
 }
 
-/// The CSV text: fixed columns, then `val_<metric>` columns in name order.
+/// The CSV text: fixed columns, then `val_<metric>` columns in name order, then the objective's
+/// `train_<statistic>` columns (if any).
 pub fn csv(history: &[EpochRecord]) -> String {
     let metrics = metric_names(history);
+    let stats = stat_names(history);
     let mut s = String::from("epoch,phase,phase_epoch,lr,train_loss,val_loss");
     for m in &metrics {
         let _ = write!(s, ",val_{m}");
+    }
+    for m in &stats {
+        let _ = write!(s, ",train_{m}");
     }
     s += ",seconds,images_per_s,steps\n";
     for r in history {
@@ -86,6 +165,14 @@ pub fn csv(history: &[EpochRecord]) -> String {
         );
         for m in &metrics {
             match r.val_metrics.get(m) {
+                Some(v) => {
+                    let _ = write!(s, ",{v}");
+                }
+                None => s.push(','),
+            }
+        }
+        for m in &stats {
+            match r.train_stats.get(m) {
                 Some(v) => {
                     let _ = write!(s, ",{v}");
                 }

@@ -55,6 +55,7 @@
 
 pub mod checkpoint;
 pub mod log;
+pub mod objective;
 pub mod optim;
 pub mod schedule;
 
@@ -64,7 +65,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Kind, Reduction, Tensor};
+use tch::{nn, Kind, Tensor};
 
 use crate::config::{Config, OptimizerName, Role, ScheduleName};
 use crate::data::import::SplitMix64;
@@ -73,6 +74,7 @@ use crate::eval::{self, Metrics};
 use crate::models::Classifier;
 use crate::pipeline::Loader;
 use checkpoint::{Dir, EarlyStopState, Partial, ScalerState, State, TopEntry, STATE_SCHEMA};
+use objective::{hard_loss, HardLoss, Objective, StepContext};
 use optim::{Optimizer, OptimizerSpec};
 use schedule::{Schedule, ScheduleKind, ScheduleSpec, ScheduleState};
 
@@ -386,6 +388,10 @@ pub struct EpochRecord {
     pub images_per_s: f64,
     /// Optimisation steps in the epoch.
     pub steps: usize,
+    /// The objective's per-step statistics averaged over the epoch's images (empty for the
+    /// hard-label loss; distillation: `ce`, `kd`, `kd_weight`, `coverage`, ...).
+    #[serde(default)]
+    pub train_stats: BTreeMap<String, f64>,
 }
 
 /// What [`run`] returns.
@@ -521,17 +527,16 @@ fn first_trained_group(t: &Trainable, n: usize) -> usize {
     }
 }
 
-/// The loss per image averaged over the batch.
-fn loss_fn(mode: Mode, logits: &Tensor, targets: &Tensor) -> Tensor {
-    let logits = logits.to_kind(Kind::Float);
-    match mode {
-        Mode::MultiClass => -(targets * logits.log_softmax(-1, Kind::Float))
-            .sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)
-            .mean(Kind::Float),
-        Mode::MultiLabel => {
-            logits.binary_cross_entropy_with_logits::<Tensor>(targets, None, None, Reduction::Mean)
-        }
-    }
+/// The optimiser's checkpoint tensors plus the objective's, prefixed with [`OBJECTIVE_PREFIX`].
+fn with_objective(opt: &Optimizer, objective: &dyn Objective) -> Vec<(String, Tensor)> {
+    let mut t = opt.state_tensors();
+    t.extend(
+        objective
+            .state_tensors()
+            .into_iter()
+            .map(|(k, v)| (format!("{OBJECTIVE_PREFIX}{k}"), v)),
+    );
+    t
 }
 
 fn better(a: f64, b: f64, higher: bool) -> bool {
@@ -594,6 +599,40 @@ pub fn run_observed(
     out_dir: &Path,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<TrainReport> {
+    let mut hard = HardLoss {
+        mode: spec.mode,
+        autocast: spec.mixed_precision && vs.device().is_cuda(),
+    };
+    run_with(
+        spec,
+        train,
+        val,
+        model,
+        vs,
+        layer_groups,
+        out_dir,
+        &mut hard,
+        on_epoch,
+    )
+}
+
+/// Name prefix of an objective's tensors inside the optimiser checkpoint file.
+const OBJECTIVE_PREFIX: &str = "objective:";
+
+/// [`run_observed`] minimising `objective` instead of the hard-label loss (validation still
+/// reports the hard-label loss and metrics of the model itself).
+#[allow(clippy::too_many_arguments)]
+pub fn run_with(
+    spec: &TrainSpec,
+    train: &dyn BatchSource,
+    val: &dyn BatchSource,
+    model: &dyn nn::ModuleT,
+    vs: &mut nn::VarStore,
+    layer_groups: &[String],
+    out_dir: &Path,
+    objective: &mut dyn Objective,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<TrainReport> {
     spec.validate()?;
     if train.is_empty() {
         bail!("training source: an epoch has no batch");
@@ -623,6 +662,16 @@ pub fn run_observed(
             let weights = dir.path.join(&st.model_file);
             vs.load(&weights)
                 .with_context(|| format!("{}: cannot load the weights", weights.display()))?;
+            let p = dir.path.join(&st.optim_file);
+            let saved = Tensor::read_safetensors(&p)
+                .with_context(|| format!("{}: cannot read the optimiser state", p.display()))?;
+            let own: Vec<(String, Tensor)> = saved
+                .into_iter()
+                .filter_map(|(k, t)| k.strip_prefix(OBJECTIVE_PREFIX).map(|k| (k.to_string(), t)))
+                .collect();
+            objective
+                .load_state(own)
+                .with_context(|| format!("{}: the objective's state", p.display()))?;
             dir.sweep(&st)?;
             let at = st.epoch;
             (st, Some(at))
@@ -662,6 +711,7 @@ pub fn run_observed(
         ),
     };
     log::write_all(out_dir, &state.history)?;
+    let mut steps_log = log::StepLog::open(out_dir, state.global_step)?;
 
     while state.phase < spec.phases.len() {
         let p = state.phase;
@@ -680,6 +730,10 @@ pub fn run_observed(
             let p = dir.path.join(&state.optim_file);
             let saved = Tensor::read_safetensors(&p)
                 .with_context(|| format!("{}: cannot read the optimiser state", p.display()))?;
+            let saved = saved
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(OBJECTIVE_PREFIX))
+                .collect();
             opt.load_state(saved)
                 .with_context(|| format!("{}", p.display()))?;
         }
@@ -712,8 +766,20 @@ pub fn run_observed(
                 let targets = batch.targets.to_device(device);
                 let n = images.size().first().copied().unwrap_or(0) as usize;
                 opt.zero_grad();
-                let logits = tch::autocast(amp, || model.forward_t(&images, true));
-                let loss = loss_fn(spec.mode, &logits, &targets);
+                objective.before_step();
+                let ctx = StepContext {
+                    epoch: e,
+                    phase: p,
+                    phase_name: phase.name.clone(),
+                    phase_epoch: pe,
+                    step,
+                    steps_per_epoch: spe,
+                    global_step: state.global_step,
+                };
+                let step_loss = objective
+                    .train_loss(model, &batch, &images, &targets, &ctx)
+                    .with_context(|| format!("epoch {e} step {step}: the objective"))?;
+                let loss = step_loss.loss;
                 let lv = loss.double_value(&[]);
                 if !lv.is_finite() {
                     return Err(fail(format!("step {step}: the training loss"), lv));
@@ -742,8 +808,13 @@ pub fn run_observed(
                     }
                     opt.step(lr);
                 }
+                objective.after_step(&ctx, lr)?;
                 partial.loss_sum += lv * n as f64;
                 partial.images += n;
+                for (k, v) in &step_loss.stats {
+                    *partial.stats_sum.entry(k.clone()).or_insert(0.0) += v * n as f64;
+                }
+                steps_log.append(&ctx, lr, lv, &step_loss.stats)?;
                 state.global_step += 1;
                 let done = step + 1;
                 if let Some(every) = spec.checkpoint_every_steps {
@@ -755,7 +826,7 @@ pub fn run_observed(
                             ..partial.clone()
                         };
                         mid.schedule = sched.state.clone();
-                        state = dir.commit(mid, vs, &opt.state_tensors())?;
+                        state = dir.commit(mid, vs, &with_objective(&opt, objective))?;
                     }
                 }
             }
@@ -777,7 +848,7 @@ pub fn run_observed(
                 let (loss, out) = tch::no_grad(|| {
                     let logits =
                         tch::autocast(amp, || model.forward_t(&images, false)).to_kind(Kind::Float);
-                    let loss = loss_fn(spec.mode, &logits, &targets).double_value(&[]);
+                    let loss = hard_loss(spec.mode, &logits, &targets).double_value(&[]);
                     let out = match spec.mode {
                         Mode::MultiClass => logits,
                         Mode::MultiLabel => logits.sigmoid(),
@@ -827,6 +898,11 @@ pub fn run_observed(
                 seconds: partial.seconds + started.elapsed().as_secs_f64(),
                 images_per_s: partial.images as f64 / train_seconds.max(1e-9),
                 steps: spe,
+                train_stats: partial
+                    .stats_sum
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v / partial.images.max(1) as f64))
+                    .collect(),
             };
             let value = if spec.monitor.metric == "val_loss" {
                 val_loss
@@ -920,7 +996,7 @@ pub fn run_observed(
                 // A finished phase's optimiser state is not resumed (the next phase starts a
                 // fresh optimiser), but stays valid for the file layout.
             }
-            state = dir.commit(next, vs, &opt.state_tensors())?;
+            state = dir.commit(next, vs, &with_objective(&opt, objective))?;
             log::write_all(out_dir, &state.history)?;
             if let Some(r) = state.history.last() {
                 on_epoch(r);

@@ -1,0 +1,3 @@
+//! Knowledge distillation: the teacher / distilled / scratch comparison ([`compare`]).
+
+pub mod compare;
