@@ -252,21 +252,11 @@ pub fn plot_curves(distilled: &[EpochRecord], scratch: &[EpochRecord], path: &Pa
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(480);
     let epochs = distilled.len().max(scratch.len()).max(1) as f64;
-    let panels: [(
-        &DrawingArea<_, _>,
-        &str,
-        Box<dyn Fn(&EpochRecord) -> [f64; 2]>,
-    ); 2] = [
-        (
-            &left,
-            "loss (solid: train, dashed: val)",
-            Box::new(|r: &EpochRecord| [r.train_loss, r.val_loss]),
-        ),
-        (
-            &right,
-            "validation accuracy",
-            Box::new(|r: &EpochRecord| [metric(r), f64::NAN]),
-        ),
+    let loss = |r: &EpochRecord| [r.train_loss, r.val_loss];
+    let accuracy = |r: &EpochRecord| [metric(r), f64::NAN];
+    let panels: [(_, &str, &dyn Fn(&EpochRecord) -> [f64; 2]); 2] = [
+        (&left, "loss (thick: train, thin: val)", &loss),
+        (&right, "validation accuracy", &accuracy),
     ];
     for (area, title, f) in panels {
         let mut lo = f64::INFINITY;
