@@ -522,7 +522,10 @@ fn first_trained_group(t: &Trainable, n: usize) -> usize {
 }
 
 /// The loss per image averaged over the batch.
-fn loss_fn(mode: Mode, logits: &Tensor, targets: &Tensor) -> Tensor {
+/// The hard-label loss, a scalar: softmax cross-entropy against the one-hot `targets`
+/// (multi-class) or the mean binary cross-entropy with logits over all `[N, C]` elements
+/// (multi-label). Also the CE term of distillation ([`crate::distill`]).
+pub fn loss_fn(mode: Mode, logits: &Tensor, targets: &Tensor) -> Tensor {
     let logits = logits.to_kind(Kind::Float);
     match mode {
         Mode::MultiClass => -(targets * logits.log_softmax(-1, Kind::Float))
