@@ -322,6 +322,27 @@ pub fn is_feature_tap(name: &str) -> bool {
 }
 
 impl Distillation {
+    /// Plain KD at `kd_alpha` and one constant `temperature`, every optional key at its default
+    /// (what a YAML section with only those two keys gives).
+    pub fn new(kd_alpha: f64, temperature: f64) -> Distillation {
+        Distillation {
+            kd_alpha,
+            temperature,
+            temperatures: Vec::new(),
+            temperature_schedule: TemperatureScheduleName::Constant,
+            temperature_end: None,
+            warmup_epochs: 0.0,
+            ramp_epochs: 0.0,
+            hard_epochs: 0,
+            hard_lr: None,
+            confidence: ConfidenceName::None,
+            confidence_threshold: default_confidence_threshold(),
+            domains: Vec::new(),
+            features: Vec::new(),
+            feature_weight: default_feature_weight(),
+        }
+    }
+
     /// Range and consistency checks; the error names the dotted key.
     pub fn validate(&self) -> Result<()> {
         check(

@@ -521,3 +521,18 @@ fn distillation_errors_name_the_key() {
     let e = err(&default_text().replace("confidence: none", "confidence: entropy"));
     assert!(e.contains("entropy") && e.contains("pmax"), "{e}");
 }
+
+#[test]
+fn distillation_new_equals_a_yaml_section_with_two_keys() {
+    let text = "seed: 1\nnum_classes: 2\n".to_string()
+        + &default_text()[default_text().find("teacher:").unwrap()..];
+    let start = text.find("distillation:").unwrap();
+    let end = text.find("qat:").unwrap();
+    let text = format!(
+        "{}distillation: {{ alpha: 0.3, temperature: 6 }}\n\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    let d = Config::from_yaml("cfg.yaml", &text).unwrap().distillation;
+    assert_eq!(d, kdtrainer::config::Distillation::new(0.3, 6.0));
+}

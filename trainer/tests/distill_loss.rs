@@ -1,7 +1,7 @@
 //! Distillation losses, the combiner and feature matching against values computed by hand in
 //! f64 below (softmax, KL, BCE and pooling written out element by element).
 
-use kdtrainer::config::{ConfidenceName, Distillation, FeaturePair, TemperatureScheduleName};
+use kdtrainer::config::{ConfidenceName, Distillation, FeaturePair};
 use kdtrainer::data::Mode;
 use kdtrainer::distill::features::{FeatureMatch, TapPair};
 use kdtrainer::distill::loss::{kl_div, soft_bce, soft_cross_entropy, Reduction};
@@ -234,22 +234,7 @@ fn bad_inputs_are_named() {
 // ---- the combiner ----------------------------------------------------------------------------
 
 fn cfg() -> Distillation {
-    Distillation {
-        kd_alpha: 0.7,
-        temperature: 2.0,
-        temperatures: vec![],
-        temperature_schedule: TemperatureScheduleName::Constant,
-        temperature_end: None,
-        warmup_epochs: 0.0,
-        ramp_epochs: 0.0,
-        hard_epochs: 0,
-        hard_lr: None,
-        confidence: ConfidenceName::None,
-        confidence_threshold: 0.5,
-        domains: vec![],
-        features: vec![],
-        feature_weight: 1.0,
-    }
+    Distillation::new(0.7, 2.0)
 }
 
 /// One-hot targets of labels [1, 2] (multi-class).

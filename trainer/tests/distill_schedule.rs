@@ -10,22 +10,7 @@ use kdtrainer::distill::weighting::{
 use tch::{Kind, Tensor};
 
 fn cfg() -> Distillation {
-    Distillation {
-        kd_alpha: 0.6,
-        temperature: 4.0,
-        temperatures: vec![],
-        temperature_schedule: TemperatureScheduleName::Constant,
-        temperature_end: None,
-        warmup_epochs: 0.0,
-        ramp_epochs: 0.0,
-        hard_epochs: 0,
-        hard_lr: None,
-        confidence: ConfidenceName::None,
-        confidence_threshold: 0.5,
-        domains: vec![],
-        features: vec![],
-        feature_weight: 1.0,
-    }
+    Distillation::new(0.6, 4.0)
 }
 
 fn close(got: f64, want: f64) {

@@ -110,6 +110,7 @@ impl KdLoss {
             "epoch fraction: must be in [0, 1], got {epoch_frac}"
         );
         let temps = self.schedule.temperatures(epoch, epoch_frac);
+        ensure!(!temps.is_empty(), "distillation: no temperature");
         check_pair(student_logits, teacher_logits, temps[0])?;
         let n = student_logits.size()[0];
         ensure!(
