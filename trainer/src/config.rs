@@ -14,7 +14,9 @@
 //! lr_head: 0.003
 //! lr_finetune: 0.001
 //! dropout: 0.2
-//! distillation: { kd_alpha: 0.7, temperature: 4.0 }   # `alpha` is accepted for `kd_alpha`
+//! distillation: { kd_alpha: 0.7, temperature: 4.0 }   # `alpha` is accepted for `kd_alpha`;
+//!                                                     # optional schedule, weighting, domain
+//!                                                     # and feature keys: see `Distillation`
 //! qat: { epochs: 3, lr: 0.0001 }
 //! augmentation: { hflip: true, rotation_turns: 0.03, zoom: 0.1,
 //!                 brightness: 0.15, contrast: 0.15, saturation: 0.15 }
@@ -24,14 +26,17 @@
 //!             checkpoint_every_steps: 0 }
 //! ```
 //!
-//! Every key is required except `mode`; an unknown key is an error (serde's
+//! Every key is required except `mode` and the optional `distillation` and `training` keys
+//! (defaults in [`Distillation`], [`Training`]); an unknown key is an error (serde's
 //! `deny_unknown_fields`) naming the key and its YAML line, and a value out of range is an error
 //! naming the dotted key (`distillation.temperature: must be > 0, got -1`).
 //!
 //! **Distillation loss.** `kd_alpha` weighs the distillation term:
 //! `L = (1 - kd_alpha) * CE(student, labels) + kd_alpha * T^2 * KD(student/T, teacher/T)`, with
 //! `T = temperature`. The seed configuration called this key `distillation.alpha`; that spelling is
-//! accepted as an alias with exactly this meaning (giving both is a duplicate-key error).
+//! accepted as an alias with exactly this meaning (giving both is a duplicate-key error). The
+//! seed designs disagree on what alpha weighs (the hard loss in one, the KD term in others); here
+//! it is always the KD term, so `kd_alpha: 0` is plain supervised training.
 
 use std::path::Path;
 
@@ -209,15 +214,224 @@ impl ModelConfig {
     }
 }
 
-/// `L = (1 - kd_alpha) * CE + kd_alpha * T^2 * KD` (see the module docs).
+/// `L = (1 - kd_alpha) * CE + kd_alpha * T^2 * KD` (see the module docs and
+/// [`crate::distill`]). Every key but `kd_alpha` and `temperature` is optional; the defaults give
+/// plain KD at one constant temperature, weight and temperature constant from the first epoch.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Distillation {
     /// Weight of the distillation term, in `[0, 1]`; `alpha` is an accepted alias.
     #[serde(alias = "alpha")]
     pub kd_alpha: f64,
-    /// Softmax temperature `T` (> 0) of teacher and student logits.
+    /// Softmax temperature `T` (> 0) of teacher and student logits; with
+    /// `temperature_schedule: linear` the temperature of the first distillation step.
     pub temperature: f64,
+    /// Several temperatures at once: when non-empty the KD term is the mean over these, each
+    /// scaled by its own `T^2`, and `temperature` is not used (needs a constant schedule).
+    #[serde(default)]
+    pub temperatures: Vec<f64>,
+    /// `constant` (default) or `linear`: from `temperature` to `temperature_end` over the
+    /// distillation epochs (a decay or a rise).
+    #[serde(default)]
+    pub temperature_schedule: TemperatureScheduleName,
+    /// Final temperature of the `linear` schedule (required by it, refused otherwise).
+    #[serde(default)]
+    pub temperature_end: Option<f64>,
+    /// Epochs at the start with the hard loss only (KD weight 0); fractions allowed, `[0, 1000]`.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Epochs after the warm-up over which the KD weight rises linearly from 0 to `kd_alpha`;
+    /// `[0, 1000]`, 0 = a step.
+    #[serde(default)]
+    pub ramp_epochs: f64,
+    /// Two-phase student recipe: epochs of fine-tuning on the hard labels only, after the
+    /// distillation epochs (0 = none).
+    #[serde(default)]
+    pub hard_epochs: usize,
+    /// Learning rate of those hard-label epochs, `(0, 10]`; absent = `lr_finetune`.
+    #[serde(default)]
+    pub hard_lr: Option<f64>,
+    /// Per-sample weight of the KD term from the teacher's confidence: `none` (default), `pmax`
+    /// (weight = the teacher's max probability at T = 1) or `threshold` (1 when it is at least
+    /// `confidence_threshold`, else 0).
+    #[serde(default)]
+    pub confidence: ConfidenceName,
+    /// Threshold of `confidence: threshold`, `(0, 1]`.
+    #[serde(default = "default_confidence_threshold")]
+    pub confidence_threshold: f64,
+    /// KD only for samples whose `domain` attribute is one of these (see `data::meta`); empty =
+    /// every sample.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Feature matching: pairs of named taps (`strideN` or `pooled`), MSE through a learned 1x1
+    /// adapter where channel counts differ; empty = none.
+    #[serde(default)]
+    pub features: Vec<FeaturePair>,
+    /// Weight of the feature-matching term added to the loss, `[0, 1000]`.
+    #[serde(default = "default_feature_weight")]
+    pub feature_weight: f64,
+}
+
+fn default_confidence_threshold() -> f64 {
+    0.5
+}
+fn default_feature_weight() -> f64 {
+    1.0
+}
+
+/// How the KD temperature moves over the distillation epochs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemperatureScheduleName {
+    /// `temperature` (or `temperatures`) throughout.
+    #[default]
+    Constant,
+    /// Linear from `temperature` to `temperature_end`.
+    Linear,
+}
+
+/// Per-sample weighting of the KD term by the teacher's confidence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfidenceName {
+    /// Every sample weighs 1.
+    #[default]
+    None,
+    /// Weight = the teacher's confidence.
+    Pmax,
+    /// Weight 1 when the confidence reaches `confidence_threshold`, else 0.
+    Threshold,
+}
+
+/// One feature-matching pair: a student tap and the teacher tap it imitates.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturePair {
+    /// Student tap (`stride4`, `stride8`, `stride16`, `stride32` or `pooled`).
+    pub student: String,
+    /// Teacher tap, same names.
+    pub teacher: String,
+}
+
+/// True for the intermediate taps of `Classifier::forward_features` (`strideN`, `pooled`).
+pub fn is_feature_tap(name: &str) -> bool {
+    name == "pooled"
+        || name
+            .strip_prefix("stride")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Distillation {
+    /// Plain KD at `kd_alpha` and one constant `temperature`, every optional key at its default
+    /// (what a YAML section with only those two keys gives).
+    pub fn new(kd_alpha: f64, temperature: f64) -> Distillation {
+        Distillation {
+            kd_alpha,
+            temperature,
+            temperatures: Vec::new(),
+            temperature_schedule: TemperatureScheduleName::Constant,
+            temperature_end: None,
+            warmup_epochs: 0.0,
+            ramp_epochs: 0.0,
+            hard_epochs: 0,
+            hard_lr: None,
+            confidence: ConfidenceName::None,
+            confidence_threshold: default_confidence_threshold(),
+            domains: Vec::new(),
+            features: Vec::new(),
+            feature_weight: default_feature_weight(),
+        }
+    }
+
+    /// Range and consistency checks; the error names the dotted key.
+    pub fn validate(&self) -> Result<()> {
+        check(
+            (0.0..=1.0).contains(&self.kd_alpha),
+            "distillation.kd_alpha",
+            "in [0, 1]",
+            self.kd_alpha,
+        )?;
+        let temp_ok = |t: f64| t > 0.0 && t <= 100.0;
+        check(
+            temp_ok(self.temperature),
+            "distillation.temperature",
+            "in (0, 100]",
+            self.temperature,
+        )?;
+        for (i, &t) in self.temperatures.iter().enumerate() {
+            check(
+                temp_ok(t),
+                &format!("distillation.temperatures[{i}]"),
+                "in (0, 100]",
+                t,
+            )?;
+        }
+        let linear = self.temperature_schedule == TemperatureScheduleName::Linear;
+        check(
+            !linear || self.temperatures.is_empty(),
+            "distillation.temperatures",
+            "empty with temperature_schedule linear",
+            format!("{:?}", self.temperatures),
+        )?;
+        match (linear, self.temperature_end) {
+            (true, None) => {
+                bail!("distillation.temperature_end: must be set with temperature_schedule linear")
+            }
+            (false, Some(t)) => bail!(
+                "distillation.temperature_end: must be absent with temperature_schedule \
+                 constant, got {t}"
+            ),
+            (true, Some(t)) => check(temp_ok(t), "distillation.temperature_end", "in (0, 100]", t)?,
+            (false, None) => {}
+        }
+        for (key, v) in [
+            ("distillation.warmup_epochs", self.warmup_epochs),
+            ("distillation.ramp_epochs", self.ramp_epochs),
+        ] {
+            check((0.0..=1000.0).contains(&v), key, "in [0, 1000]", v)?;
+        }
+        if let Some(lr) = self.hard_lr {
+            check(
+                lr > 0.0 && lr <= 10.0,
+                "distillation.hard_lr",
+                "in (0, 10]",
+                lr,
+            )?;
+        }
+        check(
+            self.confidence_threshold > 0.0 && self.confidence_threshold <= 1.0,
+            "distillation.confidence_threshold",
+            "in (0, 1]",
+            self.confidence_threshold,
+        )?;
+        for (i, d) in self.domains.iter().enumerate() {
+            let key = format!("distillation.domains[{i}]");
+            crate::data::meta::check_value("domain", d)
+                .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            check(
+                !self.domains[..i].contains(d),
+                &key,
+                "a domain not listed before",
+                format!("{d:?}"),
+            )?;
+        }
+        for (i, p) in self.features.iter().enumerate() {
+            for (side, tap) in [("student", &p.student), ("teacher", &p.teacher)] {
+                check(
+                    is_feature_tap(tap),
+                    &format!("distillation.features[{i}].{side}"),
+                    "a feature tap (stride4, stride8, stride16, stride32 or pooled)",
+                    format!("{tap:?}"),
+                )?;
+            }
+        }
+        check(
+            (0.0..=1000.0).contains(&self.feature_weight),
+            "distillation.feature_weight",
+            "in [0, 1000]",
+            self.feature_weight,
+        )
+    }
 }
 
 /// Quantisation-aware training.
@@ -335,19 +549,7 @@ impl Config {
             "in [0, 1)",
             self.dropout,
         )?;
-        let d = &self.distillation;
-        check(
-            (0.0..=1.0).contains(&d.kd_alpha),
-            "distillation.kd_alpha",
-            "in [0, 1]",
-            d.kd_alpha,
-        )?;
-        check(
-            d.temperature > 0.0 && d.temperature <= 100.0,
-            "distillation.temperature",
-            "in (0, 100]",
-            d.temperature,
-        )?;
+        self.distillation.validate()?;
         let a = &self.augmentation;
         check(
             (0.0..=0.5).contains(&a.rotation_turns),

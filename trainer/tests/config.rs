@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use kdtrainer::config::{Config, OptimizerName, Role, ScheduleName};
+use kdtrainer::config::{
+    ConfidenceName, Config, FeaturePair, OptimizerName, Role, ScheduleName, TemperatureScheduleName,
+};
 use kdtrainer::data::ModeChoice;
 use kdtrainer::train::optim::OptimizerSpec;
 use kdtrainer::train::schedule::ScheduleKind;
@@ -347,4 +349,190 @@ fn every_schedule_is_selectable_and_its_parameters_are_checked() {
     }
     let e = format!("{:#}", with("linear", "").unwrap_err());
     assert!(e.contains("schedule"), "{e}");
+}
+
+#[test]
+fn distillation_defaults_keep_plain_kd() {
+    let without: String = default_text()
+        .lines()
+        .filter(|l| {
+            ![
+                "  temperatures:",
+                "  temperature_schedule:",
+                "  warmup_epochs: 0",
+                "  ramp_epochs:",
+                "  hard_epochs:",
+                "  confidence:",
+                "  confidence_threshold:",
+                "  domains:",
+                "  features:",
+                "  feature_weight:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let bare = Config::from_yaml("cfg.yaml", &without)
+        .unwrap()
+        .distillation;
+    let shipped = Config::load(&default_path()).unwrap().distillation;
+    assert_eq!(bare, shipped, "the shipped values are the defaults");
+    assert!(bare.temperatures.is_empty() && bare.domains.is_empty() && bare.features.is_empty());
+    assert_eq!(bare.temperature_schedule, TemperatureScheduleName::Constant);
+    assert_eq!(bare.temperature_end, None);
+    assert_eq!((bare.warmup_epochs, bare.ramp_epochs), (0.0, 0.0));
+    assert_eq!((bare.hard_epochs, bare.hard_lr), (0, None));
+    assert_eq!(bare.confidence, ConfidenceName::None);
+    assert_eq!((bare.confidence_threshold, bare.feature_weight), (0.5, 1.0));
+}
+
+#[test]
+fn distillation_keys_parse() {
+    let t = default_text()
+        .replace(
+            "temperature_schedule: constant",
+            "temperature_schedule: linear",
+        )
+        .replace("  # temperature_end: 1.0", "  temperature_end: 1.5")
+        .replace("warmup_epochs: 0\n", "warmup_epochs: 1.5\n")
+        .replace("ramp_epochs: 0", "ramp_epochs: 2")
+        .replace("hard_epochs: 0", "hard_epochs: 4")
+        .replace("  # hard_lr: 0.0001", "  hard_lr: 0.0002")
+        .replace("confidence: none", "confidence: threshold")
+        .replace("confidence_threshold: 0.5", "confidence_threshold: 0.8")
+        .replace("domains: []", "domains: [indoor, lab]")
+        .replace(
+            "features: []",
+            "features: [{student: stride16, teacher: stride8}, {student: pooled, teacher: pooled}]",
+        )
+        .replace("feature_weight: 1.0", "feature_weight: 0.25");
+    let d = Config::from_yaml("cfg.yaml", &t).unwrap().distillation;
+    assert_eq!(d.temperature_schedule, TemperatureScheduleName::Linear);
+    assert_eq!((d.temperature, d.temperature_end), (4.0, Some(1.5)));
+    assert_eq!((d.warmup_epochs, d.ramp_epochs), (1.5, 2.0));
+    assert_eq!((d.hard_epochs, d.hard_lr), (4, Some(0.0002)));
+    assert_eq!(
+        (d.confidence, d.confidence_threshold),
+        (ConfidenceName::Threshold, 0.8)
+    );
+    assert_eq!(d.domains, ["indoor", "lab"]);
+    assert_eq!(
+        d.features,
+        [
+            FeaturePair {
+                student: "stride16".into(),
+                teacher: "stride8".into()
+            },
+            FeaturePair {
+                student: "pooled".into(),
+                teacher: "pooled".into()
+            }
+        ]
+    );
+    assert_eq!(d.feature_weight, 0.25);
+    let d = Config::from_yaml(
+        "cfg.yaml",
+        &default_text().replace("temperatures: []", "temperatures: [2, 4, 8]"),
+    )
+    .unwrap()
+    .distillation;
+    assert_eq!(d.temperatures, [2.0, 4.0, 8.0]);
+}
+
+#[test]
+fn distillation_errors_name_the_key() {
+    let cases = [
+        (
+            "temperatures: []",
+            "temperatures: [2, 0]",
+            "distillation.temperatures[1]: must be in (0, 100], got 0",
+        ),
+        (
+            "temperature_schedule: constant",
+            "temperature_schedule: linear",
+            "distillation.temperature_end: must be set with temperature_schedule linear",
+        ),
+        (
+            "  # temperature_end: 1.0",
+            "  temperature_end: 1.0",
+            "distillation.temperature_end: must be absent with temperature_schedule constant, got 1",
+        ),
+        (
+            "warmup_epochs: 0\n",
+            "warmup_epochs: -1\n",
+            "distillation.warmup_epochs: must be in [0, 1000], got -1",
+        ),
+        (
+            "ramp_epochs: 0",
+            "ramp_epochs: 5000",
+            "distillation.ramp_epochs: must be in [0, 1000], got 5000",
+        ),
+        (
+            "  # hard_lr: 0.0001",
+            "  hard_lr: 0",
+            "distillation.hard_lr: must be in (0, 10], got 0",
+        ),
+        (
+            "confidence_threshold: 0.5",
+            "confidence_threshold: 0",
+            "distillation.confidence_threshold: must be in (0, 1], got 0",
+        ),
+        (
+            "domains: []",
+            "domains: [a, b, a]",
+            "distillation.domains[2]: must be a domain not listed before, got \"a\"",
+        ),
+        (
+            "domains: []",
+            "domains: [\"in;door\"]",
+            "distillation.domains[0]: value \"in;door\" of attribute \"domain\" contains ';'",
+        ),
+        (
+            "features: []",
+            "features: [{student: logits, teacher: stride8}]",
+            "distillation.features[0].student: must be a feature tap (stride4, stride8, \
+             stride16, stride32 or pooled), got \"logits\"",
+        ),
+        (
+            "feature_weight: 1.0",
+            "feature_weight: -2",
+            "distillation.feature_weight: must be in [0, 1000], got -2",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let text = default_text();
+        assert!(text.contains(from), "default.yaml lacks {from:?}");
+        let e = err(&text.replace(from, to));
+        assert_eq!(e, format!("cfg.yaml: {want}"), "{to}");
+    }
+    let lin = default_text()
+        .replace(
+            "temperature_schedule: constant",
+            "temperature_schedule: linear",
+        )
+        .replace("  # temperature_end: 1.0", "  temperature_end: 1.0")
+        .replace("temperatures: []", "temperatures: [1, 2]");
+    assert_eq!(
+        err(&lin),
+        "cfg.yaml: distillation.temperatures: must be empty with temperature_schedule linear, \
+         got [1.0, 2.0]"
+    );
+    let e = err(&default_text().replace("confidence: none", "confidence: entropy"));
+    assert!(e.contains("entropy") && e.contains("pmax"), "{e}");
+}
+
+#[test]
+fn distillation_new_equals_a_yaml_section_with_two_keys() {
+    let text = "seed: 1\nnum_classes: 2\n".to_string()
+        + &default_text()[default_text().find("teacher:").unwrap()..];
+    let start = text.find("distillation:").unwrap();
+    let end = text.find("qat:").unwrap();
+    let text = format!(
+        "{}distillation: {{ alpha: 0.3, temperature: 6 }}\n\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    let d = Config::from_yaml("cfg.yaml", &text).unwrap().distillation;
+    assert_eq!(d, kdtrainer::config::Distillation::new(0.3, 6.0));
 }

@@ -8,6 +8,11 @@
 //! image.jpg                    no label
 //! ```
 //!
+//! A labelled or explicitly unlabelled line may carry a third column of per-image attributes,
+//! `image.jpg,cls1|cls2,domain=indoor;region=eu` (grammar and rules in [`super::meta`]). It is
+//! recognised only when the text after the second `,` contains `=`; otherwise a second `,` is
+//! the class-name error below, as it always was.
+//!
 //! Rules (each violation is an error naming the file and the 1-based line):
 //! - `\n` and `\r\n` line endings are both accepted; a leading UTF-8 byte-order mark is ignored.
 //! - Blank (empty or whitespace-only) lines are skipped.
@@ -21,6 +26,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use super::meta::{self, Attributes};
+
 /// One parsed line: an image and the classes it carries (possibly none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -30,6 +37,8 @@ pub struct Entry {
     pub labels: Vec<String>,
     /// 1-based line number in the list file, for error messages.
     pub line: usize,
+    /// Per-image attributes from the third column or the split's side file (see [`super::meta`]).
+    pub attrs: Attributes,
 }
 
 /// A problem in a list file, located by file name and 1-based line (0 when it concerns the file).
@@ -71,7 +80,7 @@ pub fn parse_list(file: &str, text: &str) -> Result<Vec<Entry>, Vec<LineError>> 
             continue;
         }
         match parse_line(raw) {
-            Ok((image, labels)) => {
+            Ok((image, labels, attrs)) => {
                 if let Some(first) = seen.get(&image) {
                     errors.push(LineError {
                         file: file.to_string(),
@@ -85,6 +94,7 @@ pub fn parse_list(file: &str, text: &str) -> Result<Vec<Entry>, Vec<LineError>> 
                     image,
                     labels,
                     line: line_no,
+                    attrs,
                 });
             }
             Err(message) => errors.push(LineError {
@@ -101,13 +111,20 @@ pub fn parse_list(file: &str, text: &str) -> Result<Vec<Entry>, Vec<LineError>> 
     }
 }
 
-/// Parses one non-blank line into (image, labels), or says what is wrong with it.
-fn parse_line(raw: &str) -> Result<(String, Vec<String>), String> {
+/// Parses one non-blank line into (image, labels, attributes), or says what is wrong with it.
+fn parse_line(raw: &str) -> Result<(String, Vec<String>, Attributes), String> {
     let (image, rest) = match raw.split_once(',') {
         Some((image, rest)) => (image.trim(), Some(rest)),
         None => (raw.trim(), None),
     };
     check_image_name(image)?;
+    // A third column only when it reads as attributes; any other second ',' keeps its old error.
+    let (rest, attrs) = match rest.and_then(|r| r.split_once(',')) {
+        Some((labels, third)) if third.contains('=') => {
+            (Some(labels), meta::parse_attributes(third)?)
+        }
+        _ => (rest, Attributes::default()),
+    };
     let mut labels: Vec<String> = Vec::new();
     if let Some(rest) = rest {
         if !rest.trim().is_empty() {
@@ -129,7 +146,7 @@ fn parse_line(raw: &str) -> Result<(String, Vec<String>), String> {
             }
         }
     }
-    Ok((image.to_string(), labels))
+    Ok((image.to_string(), labels, attrs))
 }
 
 /// Image names must stay inside `images/`: relative, `/`-separated, no `.`/`..`/empty components.
@@ -250,6 +267,34 @@ mod tests {
             errs("a.png,cat\nb.png\n a.png ,dog\n"),
             [r#"train.txt:3: image "a.png" already listed on line 1"#]
         );
+    }
+
+    #[test]
+    fn third_column_attributes() {
+        let e = ok("a.png,cat|dog,domain=indoor;region=eu\nb.png, , region = us \nc.png,x\n");
+        assert_eq!(e[0].labels, ["cat", "dog"]);
+        assert_eq!(e[0].attrs.domain.as_deref(), Some("indoor"));
+        assert_eq!(e[0].attrs.region.as_deref(), Some("eu"));
+        assert!(e[1].labels.is_empty());
+        assert_eq!(
+            (e[1].attrs.domain.as_deref(), e[1].attrs.region.as_deref()),
+            (None, Some("us"))
+        );
+        assert!(e[2].attrs.is_empty());
+        // Without '=' the old class-name rule still applies, message unchanged.
+        assert_eq!(
+            errs("a.png,cat,"),
+            [r#"train.txt:1: class name "cat," contains ',' in "a.png,cat,""#]
+        );
+        assert_eq!(
+            errs("a.png,cat,domain=x;shape=round\nb.png,cat,domain=x,region=y\n"),
+            [
+                r#"train.txt:1: unknown attribute "shape" (known: domain, region) in "a.png,cat,domain=x;shape=round""#,
+                r#"train.txt:2: value "x,region=y" of attribute "domain" contains ',' (attributes are separated by ';') in "b.png,cat,domain=x,region=y""#,
+            ]
+        );
+        // The labels column keeps its rules when attributes follow.
+        assert!(errs("a.png,cat|,domain=x")[0].starts_with("train.txt:1: empty class name"));
     }
 
     #[test]

@@ -22,9 +22,14 @@
 //! thresholds; an image with no class is a negative for every class). [`ModeChoice`] lets a user
 //! force either; forcing multi-class on a set where some image has zero or several classes is an
 //! error naming the first such line.
+//!
+//! **Attributes.** An image may carry a `domain` and a `region` ([`meta`]), from a third list
+//! column or from an optional side file `<split>.meta.csv` (`train.meta.csv`, ...) next to the
+//! list; [`Dataset::attributes`] looks them up by position in the split list.
 
 pub mod import;
 pub mod list;
+pub mod meta;
 pub mod stats;
 pub mod validate;
 
@@ -35,6 +40,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 pub use list::{Entry, LineError};
+pub use meta::Attributes;
 
 /// The three splits of a data set, in file order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +72,15 @@ impl Split {
             Split::Train => "train.txt",
             Split::Val => "val.txt",
             Split::Test => "test.txt",
+        }
+    }
+
+    /// The split's optional attribute side file (`train.meta.csv`, ...; see [`meta`]).
+    pub fn meta_file_name(self) -> &'static str {
+        match self {
+            Split::Train => "train.meta.csv",
+            Split::Val => "val.meta.csv",
+            Split::Test => "test.meta.csv",
         }
     }
 }
@@ -132,7 +147,8 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Reads and parses the three lists under `root` and resolves the mode.
+    /// Reads and parses the three lists under `root` (with their `<split>.meta.csv` side files
+    /// where present) and resolves the mode.
     ///
     /// Every list error found is reported (one per line of the error message), each naming its
     /// file and line.
@@ -158,7 +174,10 @@ impl Dataset {
                 }
             };
             match list::parse_list(split.file_name(), &text) {
-                Ok(entries) => splits.push(SplitList { split, entries }),
+                Ok(mut entries) => {
+                    errors.extend(load_side_file(root, split, &mut entries));
+                    splits.push(SplitList { split, entries });
+                }
                 Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
             }
         }
@@ -194,10 +213,41 @@ impl Dataset {
             .unwrap_or(&[])
     }
 
+    /// The attributes of the `index`-th image of `split` (a position in the split list, as in
+    /// `Batch::indices`); `None` past the end of the list.
+    pub fn attributes(&self, split: Split, index: usize) -> Option<&Attributes> {
+        self.split(split).get(index).map(|e| &e.attrs)
+    }
+
     /// The output index of a class name, if it is in the vocabulary.
     pub fn class_index(&self, name: &str) -> Option<usize> {
         self.classes.binary_search_by(|c| c.as_str().cmp(name)).ok()
     }
+}
+
+/// Merges `<split>.meta.csv` into `entries` when the file exists; returns the errors found.
+fn load_side_file(root: &Path, split: Split, entries: &mut [Entry]) -> Vec<String> {
+    let path = root.join(split.meta_file_name());
+    let text = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => return vec![format!("{}: cannot read: {e}", path.display())],
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
+                return vec![format!(
+                    "{}:{line}: not valid UTF-8",
+                    split.meta_file_name()
+                )];
+            }
+        },
+    };
+    let errors = match meta::parse_side_file(split.meta_file_name(), &text) {
+        Ok(rows) => meta::merge_side_file(split.file_name(), entries, split.meta_file_name(), rows),
+        Err(errs) => errs,
+    };
+    errors.iter().map(ToString::to_string).collect()
 }
 
 /// The union of all class names, sorted by code point.
@@ -291,6 +341,55 @@ mod tests {
                 .unwrap()
                 .mode,
             Mode::MultiLabel
+        );
+    }
+
+    #[test]
+    fn side_files_give_attributes_by_split_position() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "a.png,x,domain=indoor\nb.png,y\nc.png,x\n",
+            "v.png,x\n",
+            "t.png,y\n",
+        );
+        std::fs::write(
+            d.path().join("train.meta.csv"),
+            "image,domain,region\nc.png,outdoor,eu\na.png,,us\n",
+        )
+        .unwrap();
+        let ds = Dataset::load(d.path(), ModeChoice::Auto).unwrap();
+        let a = |i| ds.attributes(Split::Train, i).unwrap();
+        assert_eq!(
+            (a(0).domain.as_deref(), a(0).region.as_deref()),
+            (Some("indoor"), Some("us"))
+        );
+        assert!(a(1).is_empty());
+        assert_eq!(
+            (a(2).domain.as_deref(), a(2).region.as_deref()),
+            (Some("outdoor"), Some("eu"))
+        );
+        assert!(ds.attributes(Split::Train, 3).is_none());
+        assert!(ds.attributes(Split::Val, 0).unwrap().is_empty());
+
+        std::fs::write(
+            d.path().join("val.meta.csv"),
+            "image,region\nnot_in_val.png,eu\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("test.meta.csv"), "image,domain\nt.png,a,b\n").unwrap();
+        let msg = format!(
+            "{:#}",
+            Dataset::load(d.path(), ModeChoice::Auto).unwrap_err()
+        );
+        assert!(msg.starts_with("2 error(s)"), "{msg}");
+        assert!(
+            msg.contains("val.meta.csv:2: image \"not_in_val.png\" is not in val.txt"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("test.meta.csv:2: 3 field(s), the header has 2"),
+            "{msg}"
         );
     }
 
