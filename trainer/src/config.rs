@@ -17,6 +17,8 @@
 //! distillation: { kd_alpha: 0.7, temperature: 4.0 }   # `alpha` is accepted for `kd_alpha`;
 //!                                                     # optional schedule, weighting, domain
 //!                                                     # and feature keys: see `Distillation`
+//!   # teachers: [{ path: runs/t1, weight: 2.0, regions: [eu, us] }, { path: t2.pt,
+//!   #   input_size: 224, normalization: imagenet }]; teacher_average: logits | probs
 //! qat: { epochs: 3, lr: 0.0001 }
 //! augmentation: { hflip: true, rotation_turns: 0.03, zoom: 0.1,
 //!                 brightness: 0.15, contrast: 0.15, saturation: 0.15 }
@@ -38,12 +40,13 @@
 //! seed designs disagree on what alpha weighs (the hard loss in one, the KD term in others); here
 //! it is always the KD term, so `kd_alpha: 0` is plain supervised training.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::data::ModeChoice;
+pub use crate::distill::teachers::Average;
 use crate::models::ModelSpec;
 
 /// The whole training configuration.
@@ -270,6 +273,93 @@ pub struct Distillation {
     /// Weight of the feature-matching term added to the loss, `[0, 1000]`.
     #[serde(default = "default_feature_weight")]
     pub feature_weight: f64,
+    /// The teacher set (optional; empty = the stage's own teacher or a logit cache). Each entry is
+    /// a training folder or a TorchScript file; see [`crate::distill::teachers`].
+    #[serde(default)]
+    pub teachers: Vec<TeacherConfig>,
+    /// How the teachers' outputs are averaged: `logits` (default) or `probs`.
+    #[serde(default)]
+    pub teacher_average: Average,
+}
+
+fn default_teacher_weight() -> f64 {
+    1.0
+}
+
+/// One member of `distillation.teachers`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// A training folder (`checkpoints/model.json` + `checkpoints/best.safetensors`) or a
+    /// TorchScript file, relative to the current directory.
+    pub path: PathBuf,
+    /// Ensemble weight, `> 0` (default 1); renormalised per sample over the contributing teachers.
+    #[serde(default = "default_teacher_weight")]
+    pub weight: f64,
+    /// Contribute only for samples whose region is one of these (default: every sample).
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// TorchScript only: side of the square input, in `[8, 1024]` (default `teacher.input_size`).
+    #[serde(default)]
+    pub input_size: Option<u32>,
+    /// TorchScript only: input normalisation, `imagenet` (default) or `student`.
+    #[serde(default)]
+    pub normalization: Option<NormalizationName>,
+}
+
+/// A named input normalisation ([`crate::pipeline::Normalization`]'s constants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormalizationName {
+    /// [`crate::pipeline::Normalization::IMAGENET`].
+    Imagenet,
+    /// [`crate::pipeline::Normalization::STUDENT`].
+    Student,
+}
+
+impl NormalizationName {
+    /// The normalisation it names.
+    pub fn get(self) -> crate::pipeline::Normalization {
+        match self {
+            NormalizationName::Imagenet => crate::pipeline::Normalization::IMAGENET,
+            NormalizationName::Student => crate::pipeline::Normalization::STUDENT,
+        }
+    }
+}
+
+impl TeacherConfig {
+    /// A teacher at `path` with weight 1 and no region filter.
+    pub fn new(path: impl Into<PathBuf>) -> TeacherConfig {
+        TeacherConfig {
+            path: path.into(),
+            weight: 1.0,
+            regions: None,
+            input_size: None,
+            normalization: None,
+        }
+    }
+
+    /// Range checks; `key` is the entry's dotted key (`distillation.teachers[0]`).
+    pub fn validate(&self, key: &str) -> Result<()> {
+        check(
+            self.weight.is_finite() && self.weight > 0.0,
+            &format!("{key}.weight"),
+            "finite and > 0",
+            self.weight,
+        )?;
+        if let Some(r) = &self.regions {
+            check(!r.is_empty(), &format!("{key}.regions"), "non-empty", "[]")?;
+        }
+        if let Some(s) = self.input_size {
+            check(
+                (8..=1024).contains(&s),
+                &format!("{key}.input_size"),
+                "in [8, 1024]",
+                s,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn default_confidence_threshold() -> f64 {
@@ -340,6 +430,8 @@ impl Distillation {
             domains: Vec::new(),
             features: Vec::new(),
             feature_weight: default_feature_weight(),
+            teachers: Vec::new(),
+            teacher_average: Average::default(),
         }
     }
 
@@ -430,7 +522,11 @@ impl Distillation {
             "distillation.feature_weight",
             "in [0, 1000]",
             self.feature_weight,
-        )
+        )?;
+        for (i, t) in self.teachers.iter().enumerate() {
+            t.validate(&format!("distillation.teachers[{i}]"))?;
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kdtrainer::config::{Config, Role};
+use kdtrainer::config::{Config, Role, TeacherConfig};
 use kdtrainer::data::{self, import, ModeChoice, Split};
 use kdtrainer::stages::{self, StageOptions, StageReport};
 
@@ -24,6 +24,11 @@ enum Command {
         /// Device selection to resolve.
         #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
         device: DeviceArg,
+    },
+    /// Teacher-logit cache: compute (sharded), merge, NumPy .npz import/export, info.
+    Logits {
+        #[command(subcommand)]
+        command: LogitsCommand,
     },
     /// Data set tools: import real data, validate, statistics.
     Data {
@@ -327,6 +332,211 @@ fn run_pipeline(
 }
 
 #[derive(Subcommand)]
+enum LogitsCommand {
+    /// Run every teacher (evaluation mode, no augmentation, its own input size and
+    /// normalisation) over the training split and store the logits as an f16 cache. With a
+    /// shard (--shard, Slurm array or indexed Kubernetes Job variables) only that shard is
+    /// computed, into OUT.I-of-N; join the shards with `kdtrain logits merge`.
+    Compute {
+        /// The YAML configuration (teachers from `distillation.teachers` unless --teacher).
+        #[arg(long, default_value = "configs/default.yaml")]
+        config: PathBuf,
+        /// Data set folder.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A teacher: a training folder or a TorchScript file (input `teacher.input_size`,
+        /// ImageNet normalisation), with an optional ensemble weight: PATH[=WEIGHT]. Repeatable.
+        #[arg(long = "teacher")]
+        teachers: Vec<String>,
+        /// Averaging recorded in the cache (default `distillation.teacher_average`).
+        #[arg(long, value_enum)]
+        average: Option<AverageArg>,
+        /// Output cache file.
+        #[arg(long)]
+        out: PathBuf,
+        /// This process's shard, INDEX/COUNT (default: Slurm array, Kubernetes
+        /// JOB_COMPLETION_INDEX, else 0/1).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Shard count for JOB_COMPLETION_INDEX (or set KDEDGE_SHARD_COUNT).
+        #[arg(long)]
+        shard_count: Option<u32>,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Join shard files into one cache, checking that every sample appears exactly once.
+    Merge {
+        /// The merged cache to write.
+        out: PathBuf,
+        /// The shard files.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
+    /// Write a cache from a NumPy .npz with `logits` ([N, C] or [N, K, C]) and `indices` ([N]).
+    ImportNpz {
+        /// The .npz file.
+        npz: PathBuf,
+        /// Data set folder (its train.txt is what `indices` point into).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Output cache file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a cache as a NumPy .npz: `logits` float32 [N, C] (the recorded ensemble when
+    /// there are several teachers) or [N, K, C] with --per-teacher, `indices` int64 [N].
+    ExportNpz {
+        /// The cache file.
+        cache: PathBuf,
+        /// Output .npz file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep one row per teacher ([N, K, C]).
+        #[arg(long)]
+        per_teacher: bool,
+    },
+    /// Print a cache's header.
+    Info {
+        /// The cache file.
+        file: PathBuf,
+    },
+}
+
+/// `--average logits|probs`.
+#[derive(Clone, Copy, ValueEnum)]
+enum AverageArg {
+    Logits,
+    Probs,
+}
+
+/// Parses `PATH[=WEIGHT]` (a path containing `=` needs the weight given explicitly).
+fn teacher_arg(s: &str) -> Result<TeacherConfig> {
+    let t = match s.rsplit_once('=') {
+        Some((p, w)) => {
+            let mut t = TeacherConfig::new(p);
+            t.weight = w
+                .parse()
+                .with_context(|| format!("--teacher {s:?}: weight {w:?} is not a number"))?;
+            t
+        }
+        None => TeacherConfig::new(s),
+    };
+    t.validate(&format!("--teacher {s:?}"))?;
+    Ok(t)
+}
+
+fn run_logits(command: LogitsCommand) -> Result<ExitCode> {
+    use kdtrainer::distill::{cache, npz, teachers};
+    match command {
+        LogitsCommand::Compute {
+            config,
+            data_dir,
+            teachers: flags,
+            average,
+            out,
+            shard,
+            shard_count,
+            batch_size,
+            run,
+        } => {
+            let cfg = Config::load(&config)?;
+            let (device, workers) = run.setup()?;
+            if batch_size == 0 {
+                anyhow::bail!("--batch-size: must be at least 1");
+            }
+            let (shard, source) =
+                cache::Shard::resolve(shard.as_deref(), shard_count, &|k| std::env::var(k).ok())?;
+            let ds = stages::load_dataset(&data_dir, cfg.mode)?;
+            cfg.check_num_classes(&ds.classes)?;
+            let list = if flags.is_empty() {
+                if cfg.distillation.teachers.is_empty() {
+                    anyhow::bail!(
+                        "no teacher: pass --teacher PATH[=WEIGHT] or set distillation.teachers in {}",
+                        config.display()
+                    );
+                }
+                cfg.distillation.teachers.clone()
+            } else {
+                flags
+                    .iter()
+                    .map(|s| teacher_arg(s))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let avg = match average {
+                Some(AverageArg::Logits) => teachers::Average::Logits,
+                Some(AverageArg::Probs) => teachers::Average::Probs,
+                None => cfg.distillation.teacher_average,
+            };
+            let set = teachers::TeacherSet::load(&list, avg, &ds, cfg.teacher.input_size, device)?;
+            if !run.quiet {
+                eprintln!(
+                    "logits: shard {}/{} ({source:?}), {} teacher(s): {}",
+                    shard.index,
+                    shard.count,
+                    set.len(),
+                    set.members()
+                        .iter()
+                        .map(|m| m.description.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let c = cache::compute(&set, &ds, shard, batch_size, workers, &out)?;
+            emit(&format!(
+                "{}: {} of {} samples, {} teacher(s), {} classes, shard {}/{} ({:.1} s)\n",
+                c.path.display(),
+                c.header.samples,
+                c.header.list_len,
+                c.header.teachers,
+                c.header.classes,
+                shard.index,
+                shard.count,
+                c.seconds
+            ))?;
+        }
+        LogitsCommand::Merge { out, shards } => {
+            let h = cache::merge(&out, &shards)?;
+            emit(&format!(
+                "{}: {} samples from {} file(s)\n",
+                out.display(),
+                h.samples,
+                shards.len()
+            ))?;
+        }
+        LogitsCommand::ImportNpz { npz, data_dir, out } => {
+            let ds = stages::load_dataset(&data_dir, ModeChoice::Auto)?;
+            let h = npz::import(&npz, &ds, &out)?;
+            emit(&format!(
+                "{}: {} of {} samples, {} teacher(s), {} classes from {}\n",
+                out.display(),
+                h.samples,
+                h.list_len,
+                h.teachers,
+                h.classes,
+                npz.display()
+            ))?;
+        }
+        LogitsCommand::ExportNpz {
+            cache: file,
+            out,
+            per_teacher,
+        } => {
+            let c = cache::LogitCache::open(&file)?;
+            let e = npz::export(&c, &out, per_teacher)?;
+            emit(&format!("{}: logits {:?}\n", out.display(), e.shape))?;
+        }
+        LogitsCommand::Info { file } => {
+            let c = cache::LogitCache::open(&file)?;
+            emit(&format!("{}\n{}", file.display(), c.header().describe()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
 enum DataCommand {
     /// Check that every list parses, every image decodes and no image leaks between splits;
     /// print the statistics. Exit status 1 when the data set is invalid.
@@ -475,6 +685,7 @@ fn run() -> Result<ExitCode> {
             run,
         } => return run_pipeline(data_dir, out_dir, config, resume, limit_train, run),
         Command::Data { command } => return run_data(command),
+        Command::Logits { command } => return run_logits(command),
         Command::Config { config } => {
             let cfg = Config::load(&config)?;
             emit(&format!("{}: valid\n{cfg:#?}\n", config.display()))?;

@@ -515,7 +515,6 @@ pub fn evaluate_model_dir(
     workers: usize,
 ) -> Result<(Metrics, PathBuf)> {
     let saved = SavedModel::load(model_dir)?;
-    let spec = saved.spec()?;
     let mode = saved.mode()?;
     let ds = load_dataset(
         data_dir,
@@ -533,11 +532,7 @@ pub fn evaluate_model_dir(
             SavedModel::path(model_dir).display()
         );
     }
-    let weights = model_dir.join("checkpoints").join("best.safetensors");
-    let mut vs = nn::VarStore::new(device);
-    let model = models::build(&vs.root(), &spec)?;
-    vs.load(&weights)
-        .with_context(|| format!("{}: cannot load", weights.display()))?;
+    let (_vs, model) = load_trained(model_dir, &saved, device)?;
     let (m, rows) = evaluate(model.as_ref(), device, &ds, split, batch_size, workers)?;
     let dir = out.map_or_else(
         || model_dir.join(format!("eval-{}", split.name())),
@@ -545,6 +540,27 @@ pub fn evaluate_model_dir(
     );
     write_evaluation(&m, &rows, &dir)?;
     Ok((m, dir))
+}
+
+/// The weights of a training folder: `checkpoints/best.safetensors`.
+pub fn best_weights(model_dir: &Path) -> PathBuf {
+    model_dir.join("checkpoints").join("best.safetensors")
+}
+
+/// Rebuilds the network `saved` describes (the folder's `checkpoints/model.json`) on `device`
+/// and loads [`best_weights`] into it; the var store owns the variables the network uses.
+pub fn load_trained(
+    model_dir: &Path,
+    saved: &SavedModel,
+    device: Device,
+) -> Result<(nn::VarStore, Box<dyn Classifier>)> {
+    let spec = saved.spec()?;
+    let weights = best_weights(model_dir);
+    let mut vs = nn::VarStore::new(device);
+    let model = models::build(&vs.root(), &spec)?;
+    vs.load(&weights)
+        .with_context(|| format!("{}: cannot load", weights.display()))?;
+    Ok((vs, model))
 }
 
 /// The headline numbers of a metrics set, for summaries: `top1 0.9123 top5 0.9987`.

@@ -20,12 +20,19 @@
 //! [`schedule`]: KD weight, temperature and the two-phase recipe as functions of the epoch;
 //! [`features`]: feature matching; [`combine`]: [`KdLoss`], the combination above;
 //! [`compare`]: the teacher / distilled / scratch comparison.
+//!
+//! [`teachers`]: the teacher set (weighted ensembles averaging logits or probabilities, region
+//! filters, a learned gate, EMA self-distillation); [`cache`]: the teacher-logit cache that scales
+//! out over shards; [`npz`]: its NumPy `.npz` exchange format.
 
+pub mod cache;
 pub mod combine;
 pub mod compare;
 pub mod features;
 pub mod loss;
+pub mod npz;
 pub mod schedule;
+pub mod teachers;
 pub mod weighting;
 
 pub use combine::{KdLoss, KdStats};

@@ -261,6 +261,12 @@ impl Loader {
         self.inner.sample(index, epoch)
     }
 
+    /// The batch of the samples at `indices` (positions in the split list) in `epoch`, exactly as
+    /// [`Loader::epoch`] would make it (same pixels, augmentation and normalisation).
+    pub fn batch(&self, indices: &[usize], epoch: usize) -> Result<Batch> {
+        self.inner.batch(indices, epoch)
+    }
+
     /// The order of the samples in `epoch` (shuffled by `(seed, epoch)` or list order), before
     /// `drop_last`.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
