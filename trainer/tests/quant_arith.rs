@@ -45,7 +45,7 @@ fn per_channel_weights_by_hand() {
         v(&q),
         [50.0, -127.0, 30.0, 0.0, 0.0, 0.0, 127.0, 50.0, -3.0]
     );
-    let fq = fake_quant_weights(&w, &s);
+    let fq = fake_quant_weights(&w, &s, Kind::Float);
     close(
         &v(&fq),
         &[0.5, -1.27, 0.3, 0.0, 0.0, 0.0, 2.54, 1.0, -0.06],
@@ -112,9 +112,10 @@ fn weight_fake_quant_gradient_is_the_identity() {
         .reshape([2, 2])
         .set_requires_grad(true);
     let s = weight_scales(&w);
-    (fake_quant_weights(&w, &s) * Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).reshape([2, 2]))
-        .sum(Kind::Float)
-        .backward();
+    (fake_quant_weights(&w, &s, Kind::Float)
+        * Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).reshape([2, 2]))
+    .sum(Kind::Float)
+    .backward();
     assert_eq!(v(&w.grad()), [1.0, 2.0, 3.0, 4.0]);
 }
 

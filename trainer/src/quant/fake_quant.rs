@@ -80,10 +80,14 @@ pub fn quantize(x: &Tensor, q: QParams) -> Tensor {
 }
 
 fn scalars(x: &Tensor, q: QParams) -> (Tensor, Tensor) {
-    let opts = (Kind::Float, x.device());
+    let (kind, dev) = (x.kind(), x.device());
     (
-        Tensor::from(q.scale).to_kind(opts.0).to_device(opts.1),
-        Tensor::from(q.zero_point as f32).to_device(opts.1),
+        Tensor::from(f64::from(q.scale))
+            .to_kind(kind)
+            .to_device(dev),
+        Tensor::from(f64::from(q.zero_point))
+            .to_kind(kind)
+            .to_device(dev),
     )
 }
 
@@ -116,11 +120,14 @@ pub fn quantize_weights(w: &Tensor, scales: &Tensor) -> Tensor {
 }
 
 /// Per-channel symmetric fake quantisation of `w` with `scales` ([`weight_scales`]), STE
-/// gradient.
-pub fn fake_quant_weights(w: &Tensor, scales: &Tensor) -> Tensor {
+/// gradient, as a tensor of `kind`. The integers are those of [`quantize_weights`] on `w` as
+/// given (the lowering's); the dequantised values `q * scale` are formed in float64 and then
+/// converted to `kind` (Float for training, Double for the exact evaluation).
+pub fn fake_quant_weights(w: &Tensor, scales: &Tensor, kind: Kind) -> Tensor {
     let s = per_channel(scales, w);
     let (grid, mask) = to_grid(w, &s, &s.zeros_like(), -W_MAX, W_MAX);
-    straight_through(w, &(grid * &s), &mask)
+    let value = (grid.to_kind(Kind::Double) * s.to_kind(Kind::Double)).to_kind(kind);
+    straight_through(&w.to_kind(kind), &value, &mask.to_kind(kind))
 }
 
 /// The int32 bias `round(b / (input_scale * weight_scales[o]))` as a float64 tensor of integers
@@ -130,11 +137,11 @@ pub fn quantize_bias(b: &Tensor, input_scale: f32, weight_scales: &Tensor) -> Te
     round_half_away(&(b.detach().to_kind(Kind::Double) / bias_scale)).clamp(-BIAS_MAX, BIAS_MAX)
 }
 
-/// The bias as the integer graph adds it, `quantize_bias(b) * input_scale * weight_scales`, with
-/// an identity (STE) gradient.
-pub fn fake_quant_bias(b: &Tensor, input_scale: f32, weight_scales: &Tensor) -> Tensor {
+/// The bias as the integer graph adds it, `quantize_bias(b) * input_scale * weight_scales`
+/// (formed in float64, returned as `kind`), with an identity (STE) gradient.
+pub fn fake_quant_bias(b: &Tensor, input_scale: f32, weight_scales: &Tensor, kind: Kind) -> Tensor {
     let q = quantize_bias(b, input_scale, weight_scales);
-    let value =
-        (q * weight_scales.to_kind(Kind::Double) * f64::from(input_scale)).to_kind(b.kind());
-    b + (value - b).detach()
+    let value = (q * weight_scales.to_kind(Kind::Double) * f64::from(input_scale)).to_kind(kind);
+    let b = b.to_kind(kind);
+    &b + (value - &b).detach()
 }

@@ -332,10 +332,10 @@ impl QConv {
                 let (w, b) = self.effective();
                 let factor = &self.gamma / (&self.var + self.eps).sqrt();
                 let wf = w * factor.reshape([-1, 1, 1, 1]);
-                let wq = fake_quant_weights(&wf, &weight_scales(&wf));
+                let wq = fake_quant_weights(&wf, &weight_scales(&wf), x.kind());
                 let mut y = self.conv(x, &wq, None) / factor.reshape([1, -1, 1, 1]);
                 if let Some(b) = b {
-                    y = y + b.reshape([1, -1, 1, 1]);
+                    y += b.reshape([1, -1, 1, 1]);
                 }
                 y.batch_norm(
                     Some(&self.gamma),
@@ -354,8 +354,8 @@ impl QConv {
             | Pass::Eval => {
                 let (w, b) = self.folded();
                 let sw = weight_scales(&w);
-                let wq = fake_quant_weights(&w, &sw);
-                let bq = fake_quant_bias(&b, q_in.scale, &sw);
+                let wq = fake_quant_weights(&w, &sw, x.kind());
+                let bq = fake_quant_bias(&b, q_in.scale, &sw, x.kind());
                 self.conv(x, &wq, Some(&bq))
             }
         };
@@ -371,11 +371,11 @@ pub(crate) enum QBlock {
     /// Inverted residual / MBConv-lite.
     Inverted {
         /// Expansion.
-        expand: Option<QConv>,
+        expand: Option<Box<QConv>>,
         /// Depthwise.
-        dw: QConv,
+        dw: Box<QConv>,
         /// Projection.
-        project: QConv,
+        project: Box<QConv>,
         /// The residual sum's observer (its tensor `<group>.add`), when the block adds.
         add: Option<Observer>,
     },
@@ -465,10 +465,10 @@ impl QatNet {
                     }
                     QBlock::Inverted {
                         expand: expand
-                            .map(|e| QConv::new(vs, e.parts(), &names, None))
+                            .map(|e| QConv::new(vs, e.parts(), &names, None).map(Box::new))
                             .transpose()?,
-                        dw: QConv::new(vs, dw.parts(), &names, None)?,
-                        project: QConv::new(vs, project.parts(), &names, None)?,
+                        dw: Box::new(QConv::new(vs, dw.parts(), &names, None)?),
+                        project: Box::new(QConv::new(vs, project.parts(), &names, None)?),
                         add: residual.then(|| {
                             let name = format!("{group}.add");
                             Observer::new(&dotted(&root, &name), &name)
@@ -562,9 +562,7 @@ impl QatNet {
         let std = Tensor::from_slice(&n.std)
             .reshape([1, 3, 1, 1])
             .to_device(dev);
-        let bytes = (images.detach().to_kind(Kind::Float) * std + mean)
-            .round()
-            .clamp(0.0, 255.0);
+        let bytes = (images.detach() * std + mean).round().clamp(0.0, 255.0);
         (bytes - f64::from(self.input.q.zero_point)) * f64::from(self.input.q.scale)
     }
 
@@ -577,7 +575,11 @@ impl QatNet {
         mut taps: Option<&mut Vec<(String, Tensor)>>,
     ) -> Tensor {
         tch::autocast(false, || {
-            let mut x = self.graph_input(images);
+            let images = match images.kind() {
+                Kind::Double => images.shallow_clone(),
+                _ => images.to_kind(Kind::Float),
+            };
+            let mut x = self.graph_input(&images);
             let mut q = self.input.int8();
             let mut stride = 1i64;
             for (i, (_, s, block)) in self.layers.iter().enumerate() {
@@ -590,7 +592,7 @@ impl QatNet {
                     }
                 }
             }
-            let pooled = x.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+            let pooled = x.mean_dim([2i64, 3].as_slice(), false, x.kind());
             let (pooled, qp) = observe(&self.pool, pooled, pass);
             let train = matches!(pass, Pass::Train { .. });
             let h = pooled.dropout(self.spec.dropout, train);
@@ -598,8 +600,8 @@ impl QatNet {
                 h.linear(&self.head.weight, Some(&self.head.bias))
             } else {
                 let sw = weight_scales(&self.head.weight);
-                let wq = fake_quant_weights(&self.head.weight, &sw);
-                let bq = fake_quant_bias(&self.head.bias, qp.scale, &sw);
+                let wq = fake_quant_weights(&self.head.weight, &sw, h.kind());
+                let bq = fake_quant_bias(&self.head.bias, qp.scale, &sw, h.kind());
                 h.linear(&wq, Some(&bq))
             };
             let (logits, _) = observe(&self.head.out, logits, pass);
@@ -654,9 +656,14 @@ impl QatNet {
     /// The int8 logits `[N, classes]` (kind `Int8`) of normalised `images` `[N, 3, S, S]` by the
     /// fake-quantised evaluation pass with the parameters [`QatNet::to_int_graph`] lowers:
     /// what the integer graph should output for the images' uint8 bytes.
+    ///
+    /// It runs in float64 (the integers are the float32 network's, the arithmetic between
+    /// them float64), so every accumulator is exact and the only differences from an integer
+    /// runtime are its requantisation rounding (TFLite's fixed-point multipliers; ties),
+    /// whereas float32 flips a rounding now and then and the flip travels to the logits.
     pub fn fake_quant_logits(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let y = self.run(images, Pass::Eval, None);
+            let y = self.run(&images.to_kind(Kind::Double), Pass::Eval, None);
             quantize(&y, self.head.out.qparams()).to_kind(Kind::Int8)
         })
     }
