@@ -670,8 +670,9 @@ impl QatNet {
 }
 
 impl ModuleT for QatNet {
-    /// Dequantised fake-quantised logits. `train` runs the QAT pass (and counts a step);
-    /// otherwise the evaluation pass.
+    /// Dequantised fake-quantised logits. `train` runs the QAT pass and counts one step towards
+    /// the freezing points (so call it, or `forward_features`, once per optimisation step);
+    /// otherwise the evaluation pass (float32).
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.forward_pass(xs, train, None)
     }
