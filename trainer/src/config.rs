@@ -19,7 +19,8 @@
 //!                                                     # and feature keys: see `Distillation`
 //!   # teachers: [{ path: runs/t1, weight: 2.0, regions: [eu, us] }, { path: t2.pt,
 //!   #   input_size: 224, normalization: imagenet }]; teacher_average: logits | probs
-//! qat: { epochs: 3, lr: 0.0001 }
+//! qat: { epochs: 3, lr: 0.0001, freeze_bn_fraction: 0.5, freeze_observers_fraction: 0.75,
+//!        observer_momentum: 0.01, calibration_samples: 200 }   # the last four optional
 //! augmentation: { hflip: true, rotation_turns: 0.03, zoom: 0.1,
 //!                 brightness: 0.15, contrast: 0.15, saturation: 0.15 }
 //! threshold_search: { grid: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }
@@ -28,8 +29,8 @@
 //!             checkpoint_every_steps: 0 }
 //! ```
 //!
-//! Every key is required except `mode` and the optional `distillation` and `training` keys
-//! (defaults in [`Distillation`], [`Training`]); an unknown key is an error (serde's
+//! Every key is required except `mode`, the optional `distillation` and `training` keys
+//! (defaults in [`Distillation`], [`Training`]) and the four QAT tuning keys (defaults as shown); an unknown key is an error (serde's
 //! `deny_unknown_fields`) naming the key and its YAML line, and a value out of range is an error
 //! naming the dotted key (`distillation.temperature: must be > 0, got -1`).
 //!
@@ -538,6 +539,37 @@ pub struct Qat {
     pub epochs: usize,
     /// QAT learning rate.
     pub lr: f64,
+    /// Fraction of the QAT steps after which the BatchNorm statistics freeze, `[0, 1]`
+    /// (optional, default 0.5; 1 = never).
+    #[serde(default = "default_freeze_bn_fraction")]
+    pub freeze_bn_fraction: f64,
+    /// Fraction of the QAT steps after which the activation ranges freeze, `[0, 1]`
+    /// (optional, default 0.75; 1 = never).
+    #[serde(default = "default_freeze_observers_fraction")]
+    pub freeze_observers_fraction: f64,
+    /// EMA constant of the activation observers during QAT, `(0, 1]` (optional, default 0.01).
+    #[serde(default = "default_observer_momentum")]
+    pub observer_momentum: f64,
+    /// Training images in the calibration (representative) set, `[1, 100000]` (optional,
+    /// default 200).
+    #[serde(default = "default_calibration_samples")]
+    pub calibration_samples: usize,
+}
+
+fn default_freeze_bn_fraction() -> f64 {
+    0.5
+}
+
+fn default_freeze_observers_fraction() -> f64 {
+    0.75
+}
+
+fn default_observer_momentum() -> f64 {
+    0.01
+}
+
+fn default_calibration_samples() -> usize {
+    crate::quant::ptq::DEFAULT_CALIBRATION_SAMPLES
 }
 
 /// Training-time augmentation, applied to the letterboxed uint8 image (training split only; see
@@ -639,6 +671,25 @@ impl Config {
         ] {
             check(lr > 0.0 && lr <= 10.0, key, "in (0, 10]", lr)?;
         }
+        let q = &self.qat;
+        for (key, f) in [
+            ("qat.freeze_bn_fraction", q.freeze_bn_fraction),
+            ("qat.freeze_observers_fraction", q.freeze_observers_fraction),
+        ] {
+            check((0.0..=1.0).contains(&f), key, "in [0, 1]", f)?;
+        }
+        check(
+            q.observer_momentum > 0.0 && q.observer_momentum <= 1.0,
+            "qat.observer_momentum",
+            "in (0, 1]",
+            q.observer_momentum,
+        )?;
+        check(
+            (1..=100_000).contains(&q.calibration_samples),
+            "qat.calibration_samples",
+            "in [1, 100000]",
+            q.calibration_samples,
+        )?;
         check(
             (0.0..1.0).contains(&self.dropout),
             "dropout",

@@ -57,6 +57,15 @@ fn default_yaml_parses_with_the_documented_values() {
         (0.7, 4.0)
     );
     assert_eq!((c.qat.epochs, c.qat.lr), (3, 0.0001));
+    assert_eq!(
+        (
+            c.qat.freeze_bn_fraction,
+            c.qat.freeze_observers_fraction,
+            c.qat.observer_momentum,
+            c.qat.calibration_samples
+        ),
+        (0.5, 0.75, 0.01, 200)
+    );
     let a = &c.augmentation;
     assert!(a.hflip);
     assert_eq!((a.rotation_turns, a.zoom), (0.03, 0.1));
@@ -166,6 +175,26 @@ fn out_of_range_values_name_the_key() {
             "lr_head: 0.003",
             "lr_head: 0",
             "lr_head: must be in (0, 10], got 0",
+        ),
+        (
+            "freeze_bn_fraction: 0.5",
+            "freeze_bn_fraction: 1.5",
+            "qat.freeze_bn_fraction: must be in [0, 1], got 1.5",
+        ),
+        (
+            "freeze_observers_fraction: 0.75",
+            "freeze_observers_fraction: -0.1",
+            "qat.freeze_observers_fraction: must be in [0, 1], got -0.1",
+        ),
+        (
+            "observer_momentum: 0.01",
+            "observer_momentum: 0",
+            "qat.observer_momentum: must be in (0, 1], got 0",
+        ),
+        (
+            "calibration_samples: 200",
+            "calibration_samples: 0",
+            "qat.calibration_samples: must be in [1, 100000], got 0",
         ),
         (
             "  lr: 0.0001",
@@ -535,4 +564,27 @@ fn distillation_new_equals_a_yaml_section_with_two_keys() {
     );
     let d = Config::from_yaml("cfg.yaml", &text).unwrap().distillation;
     assert_eq!(d, kdtrainer::config::Distillation::new(0.3, 6.0));
+}
+
+#[test]
+fn qat_tuning_keys_are_optional_with_their_documented_defaults() {
+    let text = default_text();
+    let stripped: String = text
+        .lines()
+        .filter(|l| {
+            ![
+                "freeze_bn_fraction:",
+                "freeze_observers_fraction:",
+                "observer_momentum:",
+                "calibration_samples:",
+            ]
+            .iter()
+            .any(|k| l.trim_start().starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!stripped.contains("calibration_samples"));
+    let c = Config::from_yaml("cfg.yaml", &stripped).unwrap();
+    let d = Config::from_yaml("cfg.yaml", &text).unwrap();
+    assert_eq!(c.qat, d.qat);
 }

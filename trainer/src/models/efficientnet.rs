@@ -16,6 +16,7 @@ use tch::{nn, Tensor};
 
 use super::{
     make_divisible, scale_depth, Act, Arch, Block, ConvBn, ConvShape, Layer, ModelSpec, Net,
+    StudentBlock,
 };
 
 /// `(expansion, kernel, stride, channels, repeats)` of stages 1..7 at scale 1.
@@ -148,6 +149,19 @@ impl Block for MbConv {
         } else {
             y
         }
+    }
+
+    fn student_block(&self) -> Option<StudentBlock<'_>> {
+        // Squeeze-excite (full EfficientNet) has no int8 lowering here; the lite blocks do.
+        if self.se.is_some() {
+            return None;
+        }
+        Some(StudentBlock::Inverted {
+            expand: self.expand.as_ref(),
+            dw: &self.dw,
+            project: &self.project,
+            residual: self.residual,
+        })
     }
 }
 

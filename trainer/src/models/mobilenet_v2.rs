@@ -5,7 +5,9 @@
 
 use tch::{nn, Tensor};
 
-use super::{make_divisible, scale_depth, Act, Block, ConvBn, ConvShape, Layer, ModelSpec, Net};
+use super::{
+    make_divisible, scale_depth, Act, Block, ConvBn, ConvShape, Layer, ModelSpec, Net, StudentBlock,
+};
 
 /// `(t, c, n, s)`: expansion, output channels, repeats, stride of the first repeat.
 pub const STAGES: [(i64, i64, usize, i64); 7] = [
@@ -90,11 +92,26 @@ impl Block for InvertedResidual {
             y
         }
     }
+
+    fn student_block(&self) -> Option<StudentBlock<'_>> {
+        Some(StudentBlock::Inverted {
+            expand: self.expand.as_ref(),
+            dw: &self.dw,
+            project: &self.project,
+            residual: self.residual,
+        })
+    }
 }
 
 impl Block for ConvBn {
     fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         ConvBn::forward(self, xs, train)
+    }
+
+    fn student_block(&self) -> Option<StudentBlock<'_>> {
+        // Only the int8-friendly activations; a SiLU stem (EfficientNet) is not a student's.
+        matches!(self.parts().act, Act::Linear | Act::Relu | Act::Relu6)
+            .then_some(StudentBlock::Conv(self))
     }
 }
 

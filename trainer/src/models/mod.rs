@@ -284,6 +284,11 @@ pub trait Classifier: ModuleT + Send {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Vec<(String, Tensor)>;
     /// Variable-name prefixes of the layers, from input to output; the last is the classifier.
     fn layer_groups(&self) -> Vec<String>;
+    /// The structure the quantiser walks, when every layer is a [`StudentBlock`] (MobileNetV2,
+    /// EfficientNet-Lite); `None` for the other networks.
+    fn student_structure(&self) -> Option<StudentStructure<'_>> {
+        None
+    }
 }
 
 /// Builds the network of `spec` under `vs` (variables named as in the module docs).
@@ -348,6 +353,54 @@ pub struct ConvBn {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
     act: Act,
+    shape: ConvShape,
+    eps: f64,
+}
+
+/// The parts of a [`ConvBn`] (see [`ConvBn::parts`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvBnParts<'a> {
+    /// The bias-free convolution (`ws` `[cout, cin / groups, k, k]`).
+    pub conv: &'a nn::Conv2D,
+    /// Its BatchNorm (affine, running statistics).
+    pub bn: &'a nn::BatchNorm,
+    /// The activation after the BatchNorm.
+    pub act: Act,
+    /// Geometry (padding `k / 2` on every side).
+    pub shape: ConvShape,
+    /// The BatchNorm's epsilon.
+    pub eps: f64,
+}
+
+/// The structure of a student block, as the quantiser walks it ([`Block::student_block`]).
+#[derive(Clone, Copy, Debug)]
+pub enum StudentBlock<'a> {
+    /// A plain conv + BN + activation (stem, head conv).
+    Conv(&'a ConvBn),
+    /// An inverted residual (MobileNetV2) or MBConv-lite block: optional 1x1 expansion,
+    /// depthwise, linear 1x1 projection, and the residual add when `residual`.
+    Inverted {
+        /// Expansion 1x1 (absent when the ratio is 1).
+        expand: Option<&'a ConvBn>,
+        /// Depthwise k x k.
+        dw: &'a ConvBn,
+        /// Linear projection 1x1.
+        project: &'a ConvBn,
+        /// Whether the block's input is added to its output.
+        residual: bool,
+    },
+}
+
+/// The structure of a student network ([`Classifier::student_structure`]): feature layers,
+/// global average pooling, dropout (training only), linear classifier.
+#[derive(Debug)]
+pub struct StudentStructure<'a> {
+    /// Feature layers, input to output, each with its layer-group name and spatial stride.
+    pub layers: Vec<(String, i64, StudentBlock<'a>)>,
+    /// The linear classifier.
+    pub head: &'a nn::Linear,
+    /// The classifier's layer group.
+    pub head_group: String,
 }
 
 /// Geometry of a [`ConvBn`].
@@ -392,6 +445,19 @@ impl ConvBn {
                 },
             ),
             act,
+            shape: s,
+            eps,
+        }
+    }
+
+    /// The layer's parts, for quantisation (BatchNorm folding reads them).
+    pub fn parts(&self) -> ConvBnParts<'_> {
+        ConvBnParts {
+            conv: &self.conv,
+            bn: &self.bn,
+            act: self.act,
+            shape: self.shape,
+            eps: self.eps,
         }
     }
 
@@ -411,6 +477,11 @@ impl ConvBn {
 pub trait Block: fmt::Debug + Send {
     /// Forward pass.
     fn forward(&self, xs: &Tensor, train: bool) -> Tensor;
+    /// The block's structure when it is one of the int8-friendly kinds the quantiser handles
+    /// ([`StudentBlock`]); `None` otherwise.
+    fn student_block(&self) -> Option<StudentBlock<'_>> {
+        None
+    }
 }
 
 /// A feature layer with its group names and its stride.
@@ -494,6 +565,22 @@ impl Classifier for Net {
         let mut g: Vec<String> = self.layers.iter().flat_map(|l| l.groups.clone()).collect();
         g.push(self.head_group.clone());
         g
+    }
+
+    fn student_structure(&self) -> Option<StudentStructure<'_>> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let b = l.block.student_block()?;
+                Some((l.groups.first()?.clone(), l.stride, b))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(StudentStructure {
+            layers,
+            head: &self.head,
+            head_group: self.head_group.clone(),
+        })
     }
 }
 
