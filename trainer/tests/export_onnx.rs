@@ -39,7 +39,11 @@ fn check(model: &[u8]) -> String {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "onnx.checker: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "onnx.checker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -58,11 +62,14 @@ fn onnx_passes_the_checker_and_matches_kdruntime_within_one_lsb() {
              com.microsoft:QGemm com.microsoft:QLinearAdd com.microsoft:QLinearGlobalAveragePool",
             "{report}"
         );
-        assert!(report.contains("8 [('', 13), ('com.microsoft', 1)]"), "{report}");
+        assert!(
+            report.contains("8 [('', 13), ('com.microsoft', 1)]"),
+            "{report}"
+        );
 
         let ours = kdruntime_outputs(&tflite::write(&g, "t").unwrap(), &inputs).concat();
-        let r = reference::run_samples(&model, Backend::Onnx, &samples, RunOptions::default())
-            .unwrap();
+        let r =
+            reference::run_samples(&model, Backend::Onnx, &samples, RunOptions::default()).unwrap();
         assert_eq!(r.input_info[0].dtype, "uint8");
         assert_eq!(r.input_info[0].shape, [1, SIZE as i64, SIZE as i64, 3]);
         assert_eq!(r.output_info[0].dtype, "int8");
@@ -72,10 +79,16 @@ fn onnx_passes_the_checker_and_matches_kdruntime_within_one_lsb() {
         let mut same = 0;
         for (i, (&a, &b)) in theirs.iter().zip(&ours).enumerate() {
             let d = (a as i8 as i32 - b as i8 as i32).abs();
-            assert!(d <= 1, "seed {seed}: output {i} differs by {d} LSB (ORT {a}, kdruntime {b})");
+            assert!(
+                d <= 1,
+                "seed {seed}: output {i} differs by {d} LSB (ORT {a}, kdruntime {b})"
+            );
             same += usize::from(d == 0);
         }
-        eprintln!("seed {seed}: ORT equals kdruntime on {same} of {} outputs", ours.len());
+        eprintln!(
+            "seed {seed}: ORT equals kdruntime on {same} of {} outputs",
+            ours.len()
+        );
         total += ours.len();
         equal += same;
     }
@@ -141,7 +154,9 @@ fn per_op(g: &IntGraph, inputs: &[Vec<u8>]) -> Vec<(String, [usize; 3])> {
         })
         .collect();
     let dir = TempDir::new("per-op").unwrap();
-    let tfl = dir.write("m.tflite", &tflite::write(g, "t").unwrap()).unwrap();
+    let tfl = dir
+        .write("m.tflite", &tflite::write(g, "t").unwrap())
+        .unwrap();
     let onx = dir.write("m.onnx", &onnx::write(g).unwrap()).unwrap();
     let inp = dir.write("in.bin", &inputs.concat()).unwrap();
     let (python, _) = reference::harness_paths().unwrap();
@@ -152,7 +167,11 @@ fn per_op(g: &IntGraph, inputs: &[Vec<u8>]) -> Vec<(String, [usize; 3])> {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "per-op script: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "per-op script: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let res: Vec<[usize; 3]> =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     edges.into_iter().map(|e| e.1).zip(res).collect()

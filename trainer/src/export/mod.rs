@@ -182,7 +182,12 @@ pub fn write_all(
         runner.arena_bytes(),
         &files,
     )?;
-    write_file(out_dir, CONFIG_FILE, pretty(&config)?.as_bytes(), &mut files)?;
+    write_file(
+        out_dir,
+        CONFIG_FILE,
+        pretty(&config)?.as_bytes(),
+        &mut files,
+    )?;
     Ok(ExportReport {
         files,
         metrics,
@@ -271,10 +276,9 @@ pub fn check_graph(graph: &IntGraph) -> Result<()> {
             | IntOp::FullyConnected { input, output, .. } => {
                 (vec![read(*input, &produced)?], *output)
             }
-            IntOp::Add { a, b, output, .. } => (
-                vec![read(*a, &produced)?, read(*b, &produced)?],
-                *output,
-            ),
+            IntOp::Add { a, b, output, .. } => {
+                (vec![read(*a, &produced)?, read(*b, &produced)?], *output)
+            }
         };
         let out = tensor(out_ix, &label)?;
         if produced[out_ix] {
@@ -313,7 +317,11 @@ pub fn check_graph(graph: &IntGraph) -> Result<()> {
             } => {
                 need_i8(x)?;
                 if x.shape.len() != 4 || out.shape.len() != 4 {
-                    bail!("{label}: '{}' and '{}' must be [1, H, W, C]", x.name, out.name);
+                    bail!(
+                        "{label}: '{}' and '{}' must be [1, H, W, C]",
+                        x.name,
+                        out.name
+                    );
                 }
                 let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3]);
                 let (oh, ow, oc) = (out.shape[1], out.shape[2], out.shape[3]);
@@ -334,9 +342,7 @@ pub fn check_graph(graph: &IntGraph) -> Result<()> {
                 }
                 let [t, b, l, r] = *pads;
                 let span = |size: usize, lo: usize, hi: usize, k: usize| {
-                    (size + lo + hi)
-                        .checked_sub(k)
-                        .map(|v| v / stride + 1)
+                    (size + lo + hi).checked_sub(k).map(|v| v / stride + 1)
                 };
                 if span(h, t, b, kh) != Some(oh) || span(w, l, r, kw) != Some(ow) {
                     bail!(
@@ -412,15 +418,16 @@ fn check_qparams(q: QParams, elem: ElemType, what: &str) -> Result<()> {
         ElemType::I8 => (-128, 127),
     };
     if !(lo..=hi).contains(&q.zero_point) {
-        bail!(
-            "{what}: zero point {} is outside {lo}..={hi}",
-            q.zero_point
-        );
+        bail!("{what}: zero point {} is outside {lo}..={hi}", q.zero_point);
     }
     Ok(())
 }
 
-fn check_weights(w: &crate::quant::graph::ChannelWeights, channels: usize, label: &str) -> Result<()> {
+fn check_weights(
+    w: &crate::quant::graph::ChannelWeights,
+    channels: usize,
+    label: &str,
+) -> Result<()> {
     let count: usize = w.shape.iter().product();
     if w.values.len() != count {
         bail!(
@@ -437,7 +444,10 @@ fn check_weights(w: &crate::quant::graph::ChannelWeights, channels: usize, label
         );
     }
     if let Some(c) = w.scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-        bail!("{label}: weight scale {c} = {} must be finite and > 0", w.scales[c]);
+        bail!(
+            "{label}: weight scale {c} = {} must be finite and > 0",
+            w.scales[c]
+        );
     }
     if let Some(i) = w.values.iter().position(|&v| v == -128) {
         bail!("{label}: weight {i} is -128; symmetric int8 weights lie in [-127, 127]");

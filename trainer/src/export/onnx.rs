@@ -119,7 +119,13 @@ impl Builder {
     }
 
     /// Weights (already in ONNX layout), per-channel scales and zero points, int32 bias.
-    fn weights(&mut self, name: &str, w: &ChannelWeights, values: Vec<i8>, dims: &[usize]) -> [String; 4] {
+    fn weights(
+        &mut self,
+        name: &str,
+        w: &ChannelWeights,
+        values: Vec<i8>,
+        dims: &[usize],
+    ) -> [String; 4] {
         let n = w.scales.len();
         let weights = self.constant(
             &format!("{name}/weights"),
@@ -168,16 +174,25 @@ impl Builder {
 
     /// Output name of an operator with fused activation `act` writing `out`: `out` itself when
     /// no clamp is needed, else `<out>/preact`, clamped into `out` by a Clip node.
-    fn fused_output(&mut self, out: &IntTensor, act: FusedAct) -> Result<(String, Option<(i8, i8)>)> {
+    fn fused_output(
+        &mut self,
+        out: &IntTensor,
+        act: FusedAct,
+    ) -> Result<(String, Option<(i8, i8)>)> {
         use kdruntime::tflite::schema::activation as a;
         let code = match act {
             FusedAct::None => a::NONE,
             FusedAct::Relu => a::RELU,
             FusedAct::Relu6 => a::RELU6,
         };
-        let (lo, hi) =
-            kdruntime::quant::activation_range_quantized(code, out.q.scale, out.q.zero_point, -128, 127)
-                .ok_or_else(|| anyhow!("'{}': no quantised range for {act:?}", out.name))?;
+        let (lo, hi) = kdruntime::quant::activation_range_quantized(
+            code,
+            out.q.scale,
+            out.q.zero_point,
+            -128,
+            127,
+        )
+        .ok_or_else(|| anyhow!("'{}': no quantised range for {act:?}", out.name))?;
         if (lo, hi) == (-128, 127) {
             return Ok((out.name.clone(), None));
         }

@@ -88,7 +88,10 @@ impl Runner {
         let input = tensor(m.input_tensor_index(0))?;
         let output = tensor(m.output_tensor_index(0))?;
         let ins = input.shape.dims();
-        if input.dtype != kdruntime::DType::UInt8 || ins.len() != 4 || ins[1] != ins[2] || ins[3] != 3
+        if input.dtype != kdruntime::DType::UInt8
+            || ins.len() != 4
+            || ins[1] != ins[2]
+            || ins[3] != 3
         {
             bail!(
                 "kdruntime: model input must be uint8 [1, S, S, 3], is {:?} {ins:?}",
@@ -381,8 +384,7 @@ pub fn recommend_thresholds(
             let confidence = grid
                 .iter()
                 .map(|&t| {
-                    let covered: Vec<bool> =
-                        best.iter().filter(|b| b.0 > t).map(|b| b.1).collect();
+                    let covered: Vec<bool> = best.iter().filter(|b| b.0 > t).map(|b| b.1).collect();
                     let n = covered.len() as f64;
                     let right = covered.iter().filter(|&&c| c).count() as f64;
                     ConfidencePoint {

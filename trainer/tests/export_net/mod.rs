@@ -123,12 +123,19 @@ fn fused(a: Act) -> FusedAct {
 
 /// Per-channel symmetric int8 weights of `cout` channels (`per` values each, channel-major
 /// along `stride`/`offset` as given by `index(c, j)`).
-fn quantise(raw: &[f64], cout: usize, index: impl Fn(usize, usize) -> usize, per: usize) -> (Vec<i8>, Vec<f64>, Vec<f32>) {
+fn quantise(
+    raw: &[f64],
+    cout: usize,
+    index: impl Fn(usize, usize) -> usize,
+    per: usize,
+) -> (Vec<i8>, Vec<f64>, Vec<f32>) {
     let mut q = vec![0i8; raw.len()];
     let mut w = vec![0f64; raw.len()];
     let mut scales = Vec::with_capacity(cout);
     for c in 0..cout {
-        let m = (0..per).map(|j| raw[index(c, j)].abs()).fold(1e-6, f64::max);
+        let m = (0..per)
+            .map(|j| raw[index(c, j)].abs())
+            .fold(1e-6, f64::max);
         let s = (m / 127.0) as f32;
         for j in 0..per {
             let i = index(c, j);
@@ -148,27 +155,109 @@ pub fn mobilenet_like(size: usize, classes: usize, seed: u64, images: &[Vec<u8>]
     use Layer::*;
     // Tensor 0 = uint8 input, 1 = int8 input, layer i writes tensor i + 2.
     let layers = vec![
-        Conv { src: 1, k: 3, stride: 2, pads: p(1, 1, 1, 1), cout: 8, dw: false, act: Act::Relu6, pre_act_range: false },
-        Conv { src: 2, k: 3, stride: 1, pads: p(1, 1, 1, 1), cout: 8, dw: true, act: Act::Relu6, pre_act_range: false },
-        Conv { src: 3, k: 1, stride: 1, pads: p(0, 0, 0, 0), cout: 8, dw: false, act: Act::None, pre_act_range: false },
-        Add { a: 2, b: 4, act: Act::Relu, pre_act_range: true },
-        Conv { src: 5, k: 3, stride: 2, pads: p(1, 1, 1, 1), cout: 8, dw: true, act: Act::Relu6, pre_act_range: false },
-        Conv { src: 6, k: 1, stride: 1, pads: p(0, 0, 0, 0), cout: 16, dw: false, act: Act::Relu, pre_act_range: true },
-        Conv { src: 7, k: 3, stride: 2, pads: p(0, 1, 0, 1), cout: 16, dw: false, act: Act::Relu6, pre_act_range: false },
-        Conv { src: 8, k: 1, stride: 1, pads: p(0, 0, 0, 0), cout: 24, dw: false, act: Act::None, pre_act_range: false },
+        Conv {
+            src: 1,
+            k: 3,
+            stride: 2,
+            pads: p(1, 1, 1, 1),
+            cout: 8,
+            dw: false,
+            act: Act::Relu6,
+            pre_act_range: false,
+        },
+        Conv {
+            src: 2,
+            k: 3,
+            stride: 1,
+            pads: p(1, 1, 1, 1),
+            cout: 8,
+            dw: true,
+            act: Act::Relu6,
+            pre_act_range: false,
+        },
+        Conv {
+            src: 3,
+            k: 1,
+            stride: 1,
+            pads: p(0, 0, 0, 0),
+            cout: 8,
+            dw: false,
+            act: Act::None,
+            pre_act_range: false,
+        },
+        Add {
+            a: 2,
+            b: 4,
+            act: Act::Relu,
+            pre_act_range: true,
+        },
+        Conv {
+            src: 5,
+            k: 3,
+            stride: 2,
+            pads: p(1, 1, 1, 1),
+            cout: 8,
+            dw: true,
+            act: Act::Relu6,
+            pre_act_range: false,
+        },
+        Conv {
+            src: 6,
+            k: 1,
+            stride: 1,
+            pads: p(0, 0, 0, 0),
+            cout: 16,
+            dw: false,
+            act: Act::Relu,
+            pre_act_range: true,
+        },
+        Conv {
+            src: 7,
+            k: 3,
+            stride: 2,
+            pads: p(0, 1, 0, 1),
+            cout: 16,
+            dw: false,
+            act: Act::Relu6,
+            pre_act_range: false,
+        },
+        Conv {
+            src: 8,
+            k: 1,
+            stride: 1,
+            pads: p(0, 0, 0, 0),
+            cout: 24,
+            dw: false,
+            act: Act::None,
+            pre_act_range: false,
+        },
         Pool { src: 9 },
-        Fc { src: 10, cout: classes },
+        Fc {
+            src: 10,
+            cout: classes,
+        },
     ];
     let mut rng = SplitMix64::new(seed);
     let mut uni = move || rng.unit() * 2.0 - 1.0;
     // Input: real = (u8 - 127) / 128 (the student normalisation), int8 zero point -1.
-    let in_q = QParams { scale: 1.0 / 128.0, zero_point: 127 };
+    let in_q = QParams {
+        scale: 1.0 / 128.0,
+        zero_point: 127,
+    };
     // Shapes and parameters.
     let mut shapes: Vec<Vec<usize>> = vec![vec![1, size, size, 3], vec![1, size, size, 3]];
     let mut params: Vec<Option<Params>> = Vec::new();
     for l in &layers {
         match *l {
-            Conv { src, k, stride, pads, cout, dw, .. } => {
+            Conv {
+                src,
+                k,
+                stride,
+                pads,
+                cout,
+                dw,
+                ..
+            } => {
                 let s = &shapes[src];
                 let (h, w, cin) = (s[1], s[2], s[3]);
                 let oh = (h + pads[0] + pads[1] - k) / stride + 1;
@@ -184,7 +273,12 @@ pub fn mobilenet_like(size: usize, classes: usize, seed: u64, images: &[Vec<u8>]
                     quantise(&raw, cout, |c, j| c * per + j, per)
                 };
                 let bias = (0..cout).map(|_| uni() * 0.1).collect();
-                params.push(Some(Params { w: wv, q, scales, bias }));
+                params.push(Some(Params {
+                    w: wv,
+                    q,
+                    scales,
+                    bias,
+                }));
                 shapes.push(vec![1, oh, ow, cout]);
             }
             Add { a, .. } => {
@@ -201,7 +295,12 @@ pub fn mobilenet_like(size: usize, classes: usize, seed: u64, images: &[Vec<u8>]
                 let raw: Vec<f64> = (0..cout * cin).map(|_| uni() * a).collect();
                 let (q, wv, scales) = quantise(&raw, cout, |c, j| c * cin + j, cin);
                 let bias = (0..cout).map(|_| uni() * 0.1).collect();
-                params.push(Some(Params { w: wv, q, scales, bias }));
+                params.push(Some(Params {
+                    w: wv,
+                    q,
+                    scales,
+                    bias,
+                }));
                 shapes.push(vec![1, cout]);
             }
         }
@@ -211,15 +310,40 @@ pub fn mobilenet_like(size: usize, classes: usize, seed: u64, images: &[Vec<u8>]
     let mut lo = vec![0f64; nt];
     let mut hi = vec![0f64; nt];
     for img in images {
-        let x: Vec<f64> = img.iter().map(|&b| (f64::from(b) - 127.0) / 128.0).collect();
+        let x: Vec<f64> = img
+            .iter()
+            .map(|&b| (f64::from(b) - 127.0) / 128.0)
+            .collect();
         let mut ts: Vec<T> = vec![
-            T { h: size, w: size, c: 3, v: x.clone() },
-            T { h: size, w: size, c: 3, v: x },
+            T {
+                h: size,
+                w: size,
+                c: 3,
+                v: x.clone(),
+            },
+            T {
+                h: size,
+                w: size,
+                c: 3,
+                v: x,
+            },
         ];
         for (li, l) in layers.iter().enumerate() {
             let (pre, act) = forward(l, &ts, params[li].as_ref());
-            let calib_pre = matches!(l, Conv { pre_act_range: true, .. } | Add { pre_act_range: true, .. });
-            let post = T { v: pre.v.iter().map(|&v| act_f(act, v)).collect(), ..pre.clone() };
+            let calib_pre = matches!(
+                l,
+                Conv {
+                    pre_act_range: true,
+                    ..
+                } | Add {
+                    pre_act_range: true,
+                    ..
+                }
+            );
+            let post = T {
+                v: pre.v.iter().map(|&v| act_f(act, v)).collect(),
+                ..pre.clone()
+            };
             let r = if calib_pre { &pre } else { &post };
             let o = li + 2;
             for &v in &r.v {
@@ -232,21 +356,40 @@ pub fn mobilenet_like(size: usize, classes: usize, seed: u64, images: &[Vec<u8>]
     let qp = |o: usize| {
         let scale = ((hi[o] - lo[o]) / 255.0).max(1e-6);
         let zp = (-128.0 - lo[o] / scale).round().clamp(-128.0, 127.0) as i32;
-        QParams { scale: scale as f32, zero_point: zp }
+        QParams {
+            scale: scale as f32,
+            zero_point: zp,
+        }
     };
     let mut tensors = vec![
-        IntTensor { name: "input".into(), shape: shapes[0].clone(), elem: ElemType::U8, q: in_q },
+        IntTensor {
+            name: "input".into(),
+            shape: shapes[0].clone(),
+            elem: ElemType::U8,
+            q: in_q,
+        },
         IntTensor {
             name: "input_int8".into(),
             shape: shapes[1].clone(),
             elem: ElemType::I8,
-            q: QParams { scale: in_q.scale, zero_point: in_q.zero_point - 128 },
+            q: QParams {
+                scale: in_q.scale,
+                zero_point: in_q.zero_point - 128,
+            },
         },
     ];
-    for o in 2..nt {
-        tensors.push(IntTensor { name: format!("t{o}"), shape: shapes[o].clone(), elem: ElemType::I8, q: qp(o) });
+    for (o, shape) in shapes.iter().enumerate().skip(2) {
+        tensors.push(IntTensor {
+            name: format!("t{o}"),
+            shape: shape.clone(),
+            elem: ElemType::I8,
+            q: qp(o),
+        });
     }
-    let mut ops = vec![IntOp::Quantize { input: 0, output: 1 }];
+    let mut ops = vec![IntOp::Quantize {
+        input: 0,
+        output: 1,
+    }];
     for (li, l) in layers.iter().enumerate() {
         let o = li + 2;
         let cw = |src: usize, shape: Vec<usize>| {
@@ -265,12 +408,41 @@ pub fn mobilenet_like(size: usize, classes: usize, seed: u64, images: &[Vec<u8>]
             }
         };
         ops.push(match *l {
-            Conv { src, k, stride, pads, cout, dw, act, .. } => {
-                let shape = if dw { vec![1, k, k, cout] } else { vec![cout, k, k, shapes[src][3]] };
-                IntOp::Conv { input: src, output: o, weights: cw(src, shape), depthwise: dw, stride, pads, act: fused(act) }
+            Conv {
+                src,
+                k,
+                stride,
+                pads,
+                cout,
+                dw,
+                act,
+                ..
+            } => {
+                let shape = if dw {
+                    vec![1, k, k, cout]
+                } else {
+                    vec![cout, k, k, shapes[src][3]]
+                };
+                IntOp::Conv {
+                    input: src,
+                    output: o,
+                    weights: cw(src, shape),
+                    depthwise: dw,
+                    stride,
+                    pads,
+                    act: fused(act),
+                }
             }
-            Add { a, b, act, .. } => IntOp::Add { a, b, output: o, act: fused(act) },
-            Pool { src } => IntOp::GlobalAvgPool { input: src, output: o },
+            Add { a, b, act, .. } => IntOp::Add {
+                a,
+                b,
+                output: o,
+                act: fused(act),
+            },
+            Pool { src } => IntOp::GlobalAvgPool {
+                input: src,
+                output: o,
+            },
             Fc { src, cout } => IntOp::FullyConnected {
                 input: src,
                 output: o,
@@ -279,13 +451,27 @@ pub fn mobilenet_like(size: usize, classes: usize, seed: u64, images: &[Vec<u8>]
             },
         });
     }
-    IntGraph { tensors, ops, input: 0, output: nt - 1 }
+    IntGraph {
+        tensors,
+        ops,
+        input: 0,
+        output: nt - 1,
+    }
 }
 
 /// One layer in float64: the pre-activation output and the activation to apply.
 fn forward(l: &Layer, ts: &[T], p: Option<&Params>) -> (T, Act) {
     match *l {
-        Layer::Conv { src, k, stride, pads, cout, dw, act, .. } => {
+        Layer::Conv {
+            src,
+            k,
+            stride,
+            pads,
+            cout,
+            dw,
+            act,
+            ..
+        } => {
             let x = &ts[src];
             let p = p.unwrap();
             let oh = (x.h + pads[0] + pads[1] - k) / stride + 1;
@@ -307,7 +493,8 @@ fn forward(l: &Layer, ts: &[T], p: Option<&Params>) -> (T, Act) {
                                     acc += p.w[(ky * k + kx) * cout + o] * x.v[base + o];
                                 } else {
                                     for i in 0..x.c {
-                                        acc += p.w[((o * k + ky) * k + kx) * x.c + i] * x.v[base + i];
+                                        acc +=
+                                            p.w[((o * k + ky) * k + kx) * x.c + i] * x.v[base + i];
                                     }
                                 }
                             }
@@ -316,17 +503,41 @@ fn forward(l: &Layer, ts: &[T], p: Option<&Params>) -> (T, Act) {
                     }
                 }
             }
-            (T { h: oh, w: ow, c: cout, v }, act)
+            (
+                T {
+                    h: oh,
+                    w: ow,
+                    c: cout,
+                    v,
+                },
+                act,
+            )
         }
         Layer::Add { a, b, act, .. } => {
             let (x, y) = (&ts[a], &ts[b]);
-            (T { v: x.v.iter().zip(&y.v).map(|(a, b)| a + b).collect(), ..x.clone() }, act)
+            (
+                T {
+                    v: x.v.iter().zip(&y.v).map(|(a, b)| a + b).collect(),
+                    ..x.clone()
+                },
+                act,
+            )
         }
         Layer::Pool { src } => {
             let x = &ts[src];
             let n = (x.h * x.w) as f64;
-            let v = (0..x.c).map(|c| x.v.iter().skip(c).step_by(x.c).sum::<f64>() / n).collect();
-            (T { h: 1, w: 1, c: x.c, v }, Act::None)
+            let v = (0..x.c)
+                .map(|c| x.v.iter().skip(c).step_by(x.c).sum::<f64>() / n)
+                .collect();
+            (
+                T {
+                    h: 1,
+                    w: 1,
+                    c: x.c,
+                    v,
+                },
+                Act::None,
+            )
         }
         Layer::Fc { src, cout } => {
             let x = &ts[src];
@@ -334,7 +545,15 @@ fn forward(l: &Layer, ts: &[T], p: Option<&Params>) -> (T, Act) {
             let v = (0..cout)
                 .map(|o| p.bias[o] + (0..x.c).map(|i| p.w[o * x.c + i] * x.v[i]).sum::<f64>())
                 .collect();
-            (T { h: 1, w: 1, c: cout, v }, Act::None)
+            (
+                T {
+                    h: 1,
+                    w: 1,
+                    c: cout,
+                    v,
+                },
+                Act::None,
+            )
         }
     }
 }
