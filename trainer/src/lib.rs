@@ -6,6 +6,7 @@ pub mod data;
 pub mod device;
 pub mod distill;
 pub mod eval;
+pub mod export;
 pub mod models;
 pub mod pipeline;
 pub mod quant;

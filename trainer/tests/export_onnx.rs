@@ -1,0 +1,202 @@
+//! The exported ONNX model: onnx.checker accepts it, it uses the QOperator form, and ONNX
+//! Runtime (CPU, 1 thread) reproduces kdruntime's int8 outputs within 1 LSB.
+//!
+//! ORT requantises with a float32 multiplier and one rounding (half to even); TFLite's
+//! reference kernels (which kdruntime equals bit for bit, see export_tflite.rs) use a Q31
+//! fixed-point multiplier with two roundings (`SaturatingRoundingDoublingHighMul`, then
+//! `RoundingDivideByPOT`), which differs from one exact rounding on about `2^-(shift + 1)` of
+//! the values, `shift` being the final right shift. Measured on these nets, operator by
+//! operator with identical int8 inputs: QUANTIZE, QLinearAdd and QGemm agree exactly; the
+//! convolutions differ on 0.03 % to 0.6 % of values and the pooling (TFLite MEAN folds 1/n into
+//! its multiplier, small shift) on about 3 % of its few values, 0.136 % over all of them, always
+//! by 1 LSB. Through a whole network those differences propagate, so end to end the final
+//! outputs stayed within 1 LSB but only about 80 % are exactly equal. Both figures are printed;
+//! the issue's 99.9 % exact equality is NOT reached by this rounding difference (see the report).
+//! Inputs: the real photos of data/raw/photos, whole and as quadrant crops, letterboxed by
+//! kdruntime; the same uint8 NHWC bytes go to every interpreter.
+
+mod export_net;
+
+use export_net::{kdruntime_outputs, mobilenet_like, photo_inputs};
+use kdtests::reference::{self, Backend, RunOptions, TempDir};
+use kdtrainer::export::{onnx, tflite};
+use kdtrainer::quant::graph::{IntGraph, IntOp};
+
+const SIZE: usize = 50;
+
+/// Runs onnx.checker (full check) and prints the sorted op types, domains and opsets.
+fn check(model: &[u8]) -> String {
+    let (python, _) = reference::harness_paths().unwrap();
+    let dir = TempDir::new("onnx-check").unwrap();
+    let path = dir.write("model.onnx", model).unwrap();
+    let script = "import sys, onnx\n\
+        m = onnx.load(sys.argv[1])\n\
+        onnx.checker.check_model(m, full_check=True)\n\
+        print(' '.join(sorted({(n.domain + ':' if n.domain else '') + n.op_type for n in m.graph.node})))\n\
+        print(m.ir_version, sorted((o.domain, o.version) for o in m.opset_import))\n";
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "onnx.checker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn onnx_passes_the_checker_and_matches_kdruntime_within_one_lsb() {
+    let inputs: Vec<Vec<u8>> = photo_inputs(SIZE).into_iter().map(|(_, b)| b).collect();
+    let samples: Vec<[&Vec<u8>; 1]> = inputs.iter().map(|x| [x]).collect();
+    let (mut total, mut equal) = (0usize, 0usize);
+    for (classes, seed) in [(10, 1), (100, 2), (100, 4)] {
+        let g = mobilenet_like(SIZE, classes, seed, &inputs);
+        let model = onnx::write(&g).unwrap();
+        let report = check(&model);
+        assert_eq!(
+            report.lines().next().unwrap(),
+            "Clip DequantizeLinear QLinearConv QuantizeLinear Reshape Transpose \
+             com.microsoft:QGemm com.microsoft:QLinearAdd com.microsoft:QLinearGlobalAveragePool",
+            "{report}"
+        );
+        assert!(
+            report.contains("8 [('', 13), ('com.microsoft', 1)]"),
+            "{report}"
+        );
+
+        let ours = kdruntime_outputs(&tflite::write(&g, "t").unwrap(), &inputs).concat();
+        let r =
+            reference::run_samples(&model, Backend::Onnx, &samples, RunOptions::default()).unwrap();
+        assert_eq!(r.input_info[0].dtype, "uint8");
+        assert_eq!(r.input_info[0].shape, [1, SIZE as i64, SIZE as i64, 3]);
+        assert_eq!(r.output_info[0].dtype, "int8");
+        assert_eq!(r.output_info[0].shape, [1, classes as i64]);
+        let theirs: Vec<u8> = r.runs.iter().flat_map(|run| run[0].clone()).collect();
+        assert_eq!(theirs.len(), ours.len());
+        let mut same = 0;
+        for (i, (&a, &b)) in theirs.iter().zip(&ours).enumerate() {
+            let d = (a as i8 as i32 - b as i8 as i32).abs();
+            assert!(
+                d <= 1,
+                "seed {seed}: output {i} differs by {d} LSB (ORT {a}, kdruntime {b})"
+            );
+            same += usize::from(d == 0);
+        }
+        eprintln!(
+            "seed {seed}: ORT equals kdruntime on {same} of {} outputs",
+            ours.len()
+        );
+        total += ours.len();
+        equal += same;
+    }
+    eprintln!(
+        "end to end: ORT equals kdruntime on {equal} of {total} final outputs ({:.2} %), all within 1 LSB",
+        100.0 * equal as f64 / total as f64
+    );
+}
+
+/// Per operator, with identical inputs: BUILTIN_REF with every tensor preserved gives each
+/// operator's int8 inputs and output; the ONNX operator's nodes (cut out of the exported model
+/// with onnx.utils.extract_model) run in ORT on those inputs (NCHW) and are compared.
+const PER_OP: &str = r#"
+import json, sys, numpy as np, onnx, onnx.utils, onnxruntime as ort
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+tfl, onx, inp, edges_json, work = sys.argv[1:6]
+edges = json.loads(edges_json)
+it = Interpreter(model_path=tfl, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                 experimental_preserve_all_tensors=True)
+it.allocate_tensors()
+idx = {d["name"]: d["index"] for d in it.get_tensor_details()}
+shape = it.get_input_details()[0]["shape"]
+x = np.fromfile(inp, dtype=np.uint8).reshape(-1, *shape)
+m = onnx.load(onx)
+for e in edges:  # value_info lets extract_model cut at every activation (int8, shape free)
+    for n in e[0] + [e[1]]:
+        m.graph.value_info.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT8, None))
+onnx.save(m, work + "/vi.onnx")
+so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+sess = []
+for i, (ins, out) in enumerate(edges):
+    onnx.utils.extract_model(work + "/vi.onnx", f"{work}/{i}.onnx", ins, [out], check_model=False)
+    sess.append(ort.InferenceSession(f"{work}/{i}.onnx", so, providers=["CPUExecutionProvider"]))
+res = [[0, 0, 0] for _ in edges]
+for xi in x:
+    it.set_tensor(it.get_input_details()[0]["index"], xi)
+    it.invoke()
+    for (ins, out), s, r in zip(edges, sess, res):
+        feed = {}
+        for n in ins:
+            t = it.get_tensor(idx[n])
+            feed[n] = t.transpose(0, 3, 1, 2).copy() if t.ndim == 4 and t.dtype == np.int8 else t
+        v = s.run([out], feed)[0]
+        if v.ndim == 4:
+            v = v.transpose(0, 2, 3, 1)
+        d = np.abs(v.astype(np.int32) - it.get_tensor(idx[out]).astype(np.int32))
+        r[0] += int((d != 0).sum()); r[1] += int(d.size); r[2] = max(r[2], int(d.max()))
+print(json.dumps(res))
+"#;
+
+fn per_op(g: &IntGraph, inputs: &[Vec<u8>]) -> Vec<(String, [usize; 3])> {
+    let name = |i: usize| g.tensors[i].name.clone();
+    let edges: Vec<(Vec<String>, String)> = g
+        .ops
+        .iter()
+        .map(|op| match op {
+            IntOp::Quantize { input, output }
+            | IntOp::Conv { input, output, .. }
+            | IntOp::GlobalAvgPool { input, output }
+            | IntOp::FullyConnected { input, output, .. } => (vec![name(*input)], name(*output)),
+            IntOp::Add { a, b, output, .. } => (vec![name(*a), name(*b)], name(*output)),
+        })
+        .collect();
+    let dir = TempDir::new("per-op").unwrap();
+    let tfl = dir
+        .write("m.tflite", &tflite::write(g, "t").unwrap())
+        .unwrap();
+    let onx = dir.write("m.onnx", &onnx::write(g).unwrap()).unwrap();
+    let inp = dir.write("in.bin", &inputs.concat()).unwrap();
+    let (python, _) = reference::harness_paths().unwrap();
+    let out = std::process::Command::new(python)
+        .args(["-c", PER_OP])
+        .args([&tfl, &onx, &inp])
+        .arg(serde_json::to_string(&edges).unwrap())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "per-op script: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: Vec<[usize; 3]> =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    edges.into_iter().map(|e| e.1).zip(res).collect()
+}
+
+#[test]
+fn per_operator_ort_differs_from_the_reference_by_at_most_one_lsb() {
+    let inputs: Vec<Vec<u8>> = photo_inputs(SIZE).into_iter().map(|(_, b)| b).collect();
+    let (mut differ, mut total) = (0, 0);
+    for (classes, seed) in [(10, 1), (100, 2), (100, 4)] {
+        let g = mobilenet_like(SIZE, classes, seed, &inputs);
+        for (i, (t, [d, n, max])) in per_op(&g, &inputs).into_iter().enumerate() {
+            eprintln!("seed {seed} -> {t}: {d} of {n} differ, max {max} LSB");
+            assert!(max <= 1, "seed {seed}: '{t}' differs by {max} LSB");
+            if i == 0 {
+                // QUANTIZE (uint8 - 128) is exact in both; it would only dilute the figure.
+                assert_eq!(d, 0, "QUANTIZE differs");
+                continue;
+            }
+            differ += d;
+            total += n;
+        }
+    }
+    eprintln!(
+        "per operator: {differ} of {total} values differ by 1 LSB; {:.3} % equal",
+        100.0 * (1.0 - differ as f64 / total as f64)
+    );
+}
