@@ -46,17 +46,17 @@ host_tools() {
 step_aarch64() {
     local t0=$SECONDS
     host_tools
-    say "aarch64: cross-building kdrun and libkdruntime.{a,so} (release, -Zbuild-std)"
-    arm_cargo cargo build -q -j "$JOBS" --release -Zbuild-std --target $A64 -p kdrun -p kdruntime-capi
-    local kdrun64="$ARM/$A64/release/kdrun"
+    say "aarch64: cross-building kdrun and libkdruntime.{a,so} (profile arm-test, -Zbuild-std)"
+    arm_cargo cargo build -q -j "$JOBS" --profile arm-test -Zbuild-std --target $A64 -p kdrun -p kdruntime-capi
+    local kdrun64="$ARM/$A64/arm-test/kdrun"
     file -b "$kdrun64" | grep -q 'ARM aarch64' || fail "$kdrun64 is not an aarch64 binary"
 
     say "aarch64: kdruntime unit tests under qemu-aarch64"
-    arm_cargo cargo test -q -j "$JOBS" -Zbuild-std --target $A64 -p kdruntime --lib 2>&1 | tail -3
+    arm_cargo cargo test -q -j "$JOBS" --profile arm-test -Zbuild-std --target $A64 -p kdruntime --lib 2>&1 | tail -3
 
     say "aarch64: C library install and C examples (static and shared)"
     arm_cargo env CARGO_BUILD_TARGET=$A64 CARGO_UNSTABLE_BUILD_STD=std RUSTC=/usr/bin/rustc \
-        bash scripts/capi.sh "$WORK/capi-aarch64" release >/dev/null
+        bash scripts/capi.sh "$WORK/capi-aarch64" arm-test >/dev/null
     bash scripts/capi.sh "$WORK/capi-x86_64" dev >/dev/null
     mkdir -p "$WORK/c-aarch64" "$WORK/c-x86_64"
     make -s -C c-examples KDRUNTIME_PREFIX="$WORK/capi-aarch64" CC=aarch64-linux-gnu-gcc OUT="$WORK/c-aarch64"
