@@ -49,9 +49,10 @@ static void on_mark(unsigned int vcpu, void *udata)
 {
     (void)vcpu;
     char line[64];
-    /* The inline add for this instruction ran first (registered first): exclude it. */
+    /* QEMU runs an instruction's callbacks before its inline operations, so `count` holds the
+     * instructions executed before this one. */
     snprintf(line, sizeof line, "mark 0x%" PRIx64 " %" PRIu64 "\n", (uint64_t)(uintptr_t)udata,
-             count - 1);
+             count);
     qemu_plugin_outs(line);
 }
 
