@@ -10,7 +10,7 @@ export KDEDGE_PYTHON := $(ROOT)/.venv/bin/python
 export ORT_DYLIB_PATH := $(ROOT)/.cache/onnxruntime/x86_64/libonnxruntime.so
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup demo test demo-run test-run fmt lint header capi c-examples
+.PHONY: setup demo test demo-run test-run fmt lint header capi c-examples arm-test arm-figures
 setup:
 	@bash scripts/setup.sh
 
@@ -28,6 +28,16 @@ test-run:
 	cargo fmt --all --check
 	cargo test --workspace --all-targets
 	cargo build -p kdruntime --no-default-features
+	$(MAKE) --no-print-directory arm-test
+
+# ARM under QEMU (scripts/arm-test.sh): aarch64 Linux builds byte-identical to x86_64 plus the
+# runtime's unit tests, the CMake example, and the Cortex-M4F firmware (firmware/).
+arm-test:
+	bash scripts/arm-test.sh
+
+# Regenerates BENCHMARKS.md's ARM section (firmware flash/RAM and instruction counts).
+arm-figures:
+	bash scripts/arm-figures.sh
 
 lint:
 	cargo fmt --all --check

@@ -3,7 +3,7 @@
 # Idempotent: every step checks for its own result first, so a second run does nothing and takes
 # seconds. Downloads are kept in .cache/ (git-ignored) so reruns need no network.
 #
-# Usage: scripts/setup.sh [step ...]   (steps: apt python torch onnxruntime data tfmodels; default: all)
+# Usage: scripts/setup.sh [step ...]   (steps: apt arm python torch onnxruntime data tfmodels; default: all)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,20 +40,32 @@ fetch_wheels() {
     fi
 }
 
-step_apt() {
-    step=apt
-    local pkgs=(build-essential pkg-config unzip libclang-dev clang)
+# Debian packages from a list, installed only when one is missing (a quick dpkg-query otherwise).
+apt_install() {
     local missing=()
-    for p in "${pkgs[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        say "installing ${missing[*]}"
-        local log="$CACHE/apt.log"
-        sudo_cmd apt-get update -qq >"$log" 2>&1 || { tail -5 "$log"; fail "apt-get update failed; run as root or with sudo"; }
-        sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
-            || { tail -5 "$log"; fail "apt-get install ${missing[*]} failed; run as root or with sudo"; }
-    fi
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    local log="$CACHE/apt.log"
+    sudo_cmd apt-get update -qq >"$log" 2>&1 || { tail -5 "$log"; fail "apt-get update failed; run as root or with sudo"; }
+    sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
+        || { tail -5 "$log"; fail "apt-get install ${missing[*]} failed; run as root or with sudo"; }
+}
+
+step_apt() {
+    step=apt
+    apt_install build-essential pkg-config unzip libclang-dev clang
+}
+
+# ARM tool chain (issue 7): cross gcc for aarch64 Linux and bare-metal Cortex-M, QEMU user and
+# system emulators, and Debian's rustc (with its standard library sources) for -Zbuild-std,
+# which rustup's toolchain cannot do offline. cmake builds the C examples' CMake project.
+step_arm() {
+    step=arm
+    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user gcc-arm-none-eabi \
+        libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src cmake
 }
 
 step_python() {
@@ -171,11 +183,11 @@ step_tfmodels() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt python torch onnxruntime data tfmodels)
+[ ${#steps[@]} -gt 0 ] || steps=(apt arm python torch onnxruntime data tfmodels)
 for s in "${steps[@]}"; do
     case "$s" in
-        apt|python|torch|onnxruntime|data|tfmodels) "step_$s" ;;
-        *) step="$s"; fail "unknown step (known: apt python torch onnxruntime data tfmodels)" ;;
+        apt|arm|python|torch|onnxruntime|data|tfmodels) "step_$s" ;;
+        *) step="$s"; fail "unknown step (known: apt arm python torch onnxruntime data tfmodels)" ;;
     esac
 done
 step=done

@@ -12,8 +12,13 @@
 //!   panic on any input; this is the last line of defence). Built with `panic = "abort"`, a
 //!   panic would abort the process instead of unwinding, which is equally never undefined.
 //!
+//! Without the default `std` feature the library is `no_std` for bare-metal targets (the
+//! Cortex-M firmware in `firmware/`): it must be built with `panic = "abort"`, and its panic
+//! handler traps (a `udf` instruction on Arm), since there is no unwinding to catch.
+//!
 //! The header is generated from this file by cbindgen (`make header`); a test fails when the
 //! checked-in header is stale, another parses it with libclang and compares it with these types.
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 // The exported names follow C conventions (`kd_status`, `KD_STATUS_OK`).
 #![allow(non_camel_case_types)]
@@ -22,6 +27,7 @@ use core::ffi::c_char;
 use core::fmt::{self, Write as _};
 use core::mem::{align_of, size_of};
 use core::ptr;
+#[cfg(feature = "std")]
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use kdrt::letterbox::{self as lb, Image, LetterboxError, OutputFormat, PixelFormat};
@@ -252,7 +258,36 @@ fn status_of(e: &Error) -> kd_status {
 
 /// Runs `f`, turning a panic into `KD_STATUS_INTERNAL_ERROR`.
 fn guard(f: impl FnOnce() -> kd_status) -> kd_status {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(kd_status::KD_STATUS_INTERNAL_ERROR)
+    guard_or(kd_status::KD_STATUS_INTERNAL_ERROR, f)
+}
+
+/// Runs `f`, turning a panic into `fallback`.
+#[cfg(feature = "std")]
+fn guard_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// Runs `f`: without std a panic cannot be caught (the panic handler below traps instead).
+#[cfg(not(feature = "std"))]
+fn guard_or<T>(_fallback: T, f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+/// The bare-metal panic handler: kdruntime is written not to panic on any input, so reaching
+/// this is a bug; trap at once (no message, so no formatting code is linked). On Arm the
+/// permanently undefined instruction raises a fault the firmware's fault handler reports.
+#[cfg(all(not(feature = "std"), not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {
+        #[cfg(any(target_arch = "arm", target_arch = "aarch64"))]
+        // SAFETY: `udf` only raises an undefined-instruction exception.
+        unsafe {
+            core::arch::asm!("udf #0", options(noreturn, nomem, nostack))
+        };
+        #[cfg(not(any(target_arch = "arm", target_arch = "aarch64")))]
+        core::hint::spin_loop();
+    }
 }
 
 /// Largest length a Rust slice may have.
@@ -508,7 +543,7 @@ pub unsafe extern "C" fn kd_interpreter_last_error(
     buf: *mut c_char,
     buf_len: usize,
 ) -> usize {
-    catch_unwind(AssertUnwindSafe(|| {
+    guard_or(0, || {
         // SAFETY: the handle is only read here; the cast to *mut is for the shared helper.
         let err = match unsafe { handle_any(interp.cast_mut()) } {
             Ok(h) => h.last_error,
@@ -529,8 +564,7 @@ pub unsafe extern "C" fn kd_interpreter_last_error(
             unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), buf_len) }
         };
         write_c_string(&err, out)
-    }))
-    .unwrap_or(0)
+    })
 }
 
 /// Writes `value`'s Display text into `out` (NUL-terminated, cut at a char boundary) and
