@@ -397,6 +397,75 @@ def cmd_onnx_fixture(a):
     onnx.save(model, a.out)
 
 
+def cmd_onnx_conv(a):
+    """Writes the ONNX twin of a one-convolution TFLite model described by a JSON spec (written by
+    the kdrun ONNX Runtime test): uint8 NHWC image -> DequantizeLinear/QuantizeLinear to int8 (as
+    TFLite's QUANTIZE) -> Transpose to NCHW -> QLinearConv (per-channel int8 weights, int32 bias,
+    TFLite SAME/VALID padding) -> Transpose back to NHWC int8. Spec keys: height, width, channels,
+    input_scale, input_zero_point, kernel, stride, padding ("same"|"valid"), out_channels,
+    weights (OHWI int8, TFLite order), weight_scales, bias, output_scale, output_zero_point,
+    metadata (optional {key: value} written as metadata_props)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    spec = json.loads(read_bytes(a.spec, "spec"))
+    try:
+        h, w, c = spec["height"], spec["width"], spec["channels"]
+        k, st, oc = spec["kernel"], spec["stride"], spec["out_channels"]
+        wq = np.asarray(spec["weights"], dtype=np.int8).reshape(oc, k, k, c).transpose(0, 3, 1, 2)
+        pad = spec["padding"]
+    except (KeyError, ValueError) as e:
+        raise HarnessError(f"{a.spec}: bad spec: {e}") from None
+    if pad == "same":
+        oh, ow = -(-h // st), -(-w // st)
+        ph, pw = max((oh - 1) * st + k - h, 0), max((ow - 1) * st + k - w, 0)
+        pads = [ph // 2, pw // 2, ph - ph // 2, pw - pw // 2]  # TFLite: the extra pixel at the end
+    elif pad == "valid":
+        oh, ow, pads = (h - k) // st + 1, (w - k) // st + 1, [0, 0, 0, 0]
+    else:
+        raise HarnessError(f"{a.spec}: padding must be 'same' or 'valid', not {pad!r}")
+    s_in = float(spec["input_scale"])
+    inits = [
+        helper.make_tensor("in_scale", TensorProto.FLOAT, [], [s_in]),
+        helper.make_tensor("in_zp_u8", TensorProto.UINT8, [], [int(spec["input_zero_point"])]),
+        helper.make_tensor("in_zp_i8", TensorProto.INT8, [], [int(spec["input_zero_point"]) - 128]),
+        helper.make_tensor("w", TensorProto.INT8, list(wq.shape), wq.ravel().tolist()),
+        helper.make_tensor("w_scale", TensorProto.FLOAT, [oc], [float(x) for x in spec["weight_scales"]]),
+        helper.make_tensor("w_zp", TensorProto.INT8, [oc], [0] * oc),
+        helper.make_tensor("bias", TensorProto.INT32, [oc], [int(x) for x in spec["bias"]]),
+        helper.make_tensor("out_scale", TensorProto.FLOAT, [], [float(spec["output_scale"])]),
+        helper.make_tensor("out_zp", TensorProto.INT8, [], [int(spec["output_zero_point"])]),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["image", "in_scale", "in_zp_u8"], ["x_real"]),
+        helper.make_node("QuantizeLinear", ["x_real", "in_scale", "in_zp_i8"], ["x_i8"]),
+        helper.make_node("Transpose", ["x_i8"], ["x_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node(
+            "QLinearConv",
+            ["x_nchw", "in_scale", "in_zp_i8", "w", "w_scale", "w_zp", "out_scale", "out_zp", "bias"],
+            ["y_nchw"],
+            kernel_shape=[k, k],
+            strides=[st, st],
+            pads=pads,
+        ),
+        helper.make_node("Transpose", ["y_nchw"], ["output"], perm=[0, 2, 3, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "kdedge_conv_fixture",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, h, w, c])],
+        [helper.make_tensor_value_info("output", TensorProto.INT8, [1, oh, ow, oc])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="kdedge-refharness")
+    model.ir_version = 8
+    for key, value in (spec.get("metadata") or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+    onnx.checker.check_model(model)
+    onnx.save(model, a.out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -426,6 +495,11 @@ def main(argv=None):
     f = sub.add_parser("onnx-fixture", help="write a tiny uint8->int8 ONNX model for self-tests")
     f.add_argument("--out", required=True)
     f.set_defaults(fn=cmd_onnx_fixture)
+
+    oc = sub.add_parser("onnx-conv", help="write the ONNX twin of a one-convolution TFLite model from a JSON spec")
+    oc.add_argument("--spec", required=True)
+    oc.add_argument("--out", required=True)
+    oc.set_defaults(fn=cmd_onnx_conv)
 
     a = p.parse_args(argv)
     if getattr(a, "repeat", 1) < 0 or getattr(a, "warmup", 0) < 0:
