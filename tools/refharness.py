@@ -244,8 +244,10 @@ def open_backend(model_path, backend, model_bytes=None):
     return LiteRT(data, backend)
 
 
-def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input"):
-    """Runs every sample in input_bytes; returns (output bytes, report dict)."""
+def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input", min_seconds=0.0, max_repeat=1000):
+    """Runs every sample in input_bytes; returns (output bytes, report dict). Timing: `warmup`
+    untimed invokes, then `repeat` timed passes over all samples, continued while the timed
+    invokes total less than `min_seconds` (at most `max_repeat` passes)."""
     per_run = sum(nbytes(t) for t in be.inputs)
     if per_run == 0:
         raise HarnessError("the model has no input bytes")
@@ -289,12 +291,14 @@ def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input"):
     for _ in range(warmup):
         feed(samples[0])
         be.invoke()
-    for _ in range(repeat):
+    passes = 0
+    while passes < repeat or (repeat > 0 and sum(latencies) < min_seconds * 1e6 and passes < max_repeat):
         for arrays in samples:
             feed(arrays)
             t0 = time.perf_counter_ns()
             be.invoke()
             latencies.append((time.perf_counter_ns() - t0) / 1e3)
+        passes += 1
     lat_sorted = sorted(latencies)
     report = {
         "runs": runs,
@@ -303,7 +307,7 @@ def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input"):
         "resolver": be.resolver,
         "timing": {
             "warmup": warmup,
-            "repeat": repeat,
+            "repeat": passes,
             "latencies_us": latencies,
             "median_us": statistics.median(latencies) if latencies else None,
             "p90_us": lat_sorted[min(len(lat_sorted) - 1, int(0.9 * len(lat_sorted)))] if latencies else None,
@@ -327,7 +331,7 @@ def write_json(path, obj):
 def cmd_run(a):
     be = open_backend(a.model, a.backend)
     data = read_bytes(a.input, "input")
-    out, report = run_model(be, data, a.repeat, a.warmup, a.input)
+    out, report = run_model(be, data, a.repeat, a.warmup, a.input, a.min_seconds)
     report.update({"model": a.model, "backend": a.backend, "versions": versions()})
     with open(a.output, "wb") as f:
         f.write(out)
@@ -478,6 +482,10 @@ def main(argv=None):
     r.add_argument("--json", help="report file ('-' for stdout)")
     r.add_argument("--repeat", type=int, default=1, help="timed passes over all runs (default 1)")
     r.add_argument("--warmup", type=int, default=0, help="untimed invokes before timing (default 0)")
+    r.add_argument(
+        "--min-seconds", type=float, default=0.0,
+        help="keep timing passes (after --repeat, up to 1000) until the timed invokes total this long",
+    )
     r.set_defaults(fn=cmd_run)
 
     i = sub.add_parser("info", help="print tensor details as the chosen backend sees them")
