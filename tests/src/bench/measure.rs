@@ -53,10 +53,13 @@ fn from_net(net: Net, source: String, dir: &Path) -> Result<BenchModel> {
     })
 }
 
+/// Builds one network.
+type NetBuilder = fn() -> Result<Net, String>;
+
 /// The three reference networks (random weights, calibrated on real photos), written to `dir`:
 /// MobileNetV2-0.35@96, MobileNetV2-1.0@224, EfficientNet-Lite0@224, 1000 classes.
 pub fn standard_models(dir: &Path) -> Result<Vec<BenchModel>> {
-    let specs: [(&str, fn() -> Result<Net, String>); 3] = [
+    let specs: [(&str, NetBuilder); 3] = [
         (
             "kdtests::nets::mobilenet_v2(0.35, 96, 1000 classes, seed 1)",
             || nets::mobilenet_v2_with(0.35, 96, 1000, 1, &nets::Options::default()),
