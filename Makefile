@@ -10,7 +10,7 @@ export KDEDGE_PYTHON := $(ROOT)/.venv/bin/python
 export ORT_DYLIB_PATH := $(ROOT)/.cache/onnxruntime/x86_64/libonnxruntime.so
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup demo test demo-run test-run fmt lint header capi c-examples arm-test arm-figures
+.PHONY: setup demo test bench demo-run test-run bench-run bench-report fmt lint header capi c-examples arm-test arm-figures
 setup:
 	@bash scripts/setup.sh
 
@@ -19,6 +19,26 @@ demo: setup
 
 test: setup
 	@$(MAKE) --no-print-directory test-run
+
+# Latency of the same int8 models on kdruntime, TFLite (XNNPACK, BUILTIN_REF), TFLite Micro and
+# ONNX Runtime, in one run on this machine; rewrites docs/benchmarks/latency.json, the plot and
+# BENCHMARKS.md's generated blocks. BENCH_MODELS=a.tflite,b.tflite replaces the demo model with
+# these files (e.g. the exported model_qat_int8.tflite; a .onnx beside it is timed on ONNX Runtime).
+bench: setup
+	@$(MAKE) --no-print-directory bench-run
+
+BENCH_MODELS ?=
+comma := ,
+bench-run:
+	cargo build --release -p kdtests --bin bench
+	./target/release/bench run --out docs/benchmarks $(foreach m,$(subst $(comma), ,$(BENCH_MODELS)),--model $(m))
+	./target/release/bench report
+
+# Regenerates BENCHMARKS.md's generated blocks and the plot from the committed JSON files
+# (docs/benchmarks/latency.json, and accuracy.json once the accuracy study has written it).
+bench-report:
+	cargo build --release -p kdtests --bin bench
+	./target/release/bench report
 
 demo-run:
 	cargo build --release --workspace --all-targets

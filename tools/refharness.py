@@ -244,8 +244,10 @@ def open_backend(model_path, backend, model_bytes=None):
     return LiteRT(data, backend)
 
 
-def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input"):
-    """Runs every sample in input_bytes; returns (output bytes, report dict)."""
+def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input", min_seconds=0.0, max_repeat=1000):
+    """Runs every sample in input_bytes; returns (output bytes, report dict). Timing: `warmup`
+    untimed invokes, then `repeat` timed passes over all samples, continued while the timed
+    invokes total less than `min_seconds` (at most `max_repeat` passes)."""
     per_run = sum(nbytes(t) for t in be.inputs)
     if per_run == 0:
         raise HarnessError("the model has no input bytes")
@@ -289,12 +291,14 @@ def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input"):
     for _ in range(warmup):
         feed(samples[0])
         be.invoke()
-    for _ in range(repeat):
+    passes = 0
+    while passes < repeat or (repeat > 0 and sum(latencies) < min_seconds * 1e6 and passes < max_repeat):
         for arrays in samples:
             feed(arrays)
             t0 = time.perf_counter_ns()
             be.invoke()
             latencies.append((time.perf_counter_ns() - t0) / 1e3)
+        passes += 1
     lat_sorted = sorted(latencies)
     report = {
         "runs": runs,
@@ -303,7 +307,7 @@ def run_model(be, input_bytes, repeat=1, warmup=0, input_name="input"):
         "resolver": be.resolver,
         "timing": {
             "warmup": warmup,
-            "repeat": repeat,
+            "repeat": passes,
             "latencies_us": latencies,
             "median_us": statistics.median(latencies) if latencies else None,
             "p90_us": lat_sorted[min(len(lat_sorted) - 1, int(0.9 * len(lat_sorted)))] if latencies else None,
@@ -327,7 +331,7 @@ def write_json(path, obj):
 def cmd_run(a):
     be = open_backend(a.model, a.backend)
     data = read_bytes(a.input, "input")
-    out, report = run_model(be, data, a.repeat, a.warmup, a.input)
+    out, report = run_model(be, data, a.repeat, a.warmup, a.input, a.min_seconds)
     report.update({"model": a.model, "backend": a.backend, "versions": versions()})
     with open(a.output, "wb") as f:
         f.write(out)
@@ -397,6 +401,75 @@ def cmd_onnx_fixture(a):
     onnx.save(model, a.out)
 
 
+def cmd_onnx_conv(a):
+    """Writes the ONNX twin of a one-convolution TFLite model described by a JSON spec (written by
+    the kdrun ONNX Runtime test): uint8 NHWC image -> DequantizeLinear/QuantizeLinear to int8 (as
+    TFLite's QUANTIZE) -> Transpose to NCHW -> QLinearConv (per-channel int8 weights, int32 bias,
+    TFLite SAME/VALID padding) -> Transpose back to NHWC int8. Spec keys: height, width, channels,
+    input_scale, input_zero_point, kernel, stride, padding ("same"|"valid"), out_channels,
+    weights (OHWI int8, TFLite order), weight_scales, bias, output_scale, output_zero_point,
+    metadata (optional {key: value} written as metadata_props)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    spec = json.loads(read_bytes(a.spec, "spec"))
+    try:
+        h, w, c = spec["height"], spec["width"], spec["channels"]
+        k, st, oc = spec["kernel"], spec["stride"], spec["out_channels"]
+        wq = np.asarray(spec["weights"], dtype=np.int8).reshape(oc, k, k, c).transpose(0, 3, 1, 2)
+        pad = spec["padding"]
+    except (KeyError, ValueError) as e:
+        raise HarnessError(f"{a.spec}: bad spec: {e}") from None
+    if pad == "same":
+        oh, ow = -(-h // st), -(-w // st)
+        ph, pw = max((oh - 1) * st + k - h, 0), max((ow - 1) * st + k - w, 0)
+        pads = [ph // 2, pw // 2, ph - ph // 2, pw - pw // 2]  # TFLite: the extra pixel at the end
+    elif pad == "valid":
+        oh, ow, pads = (h - k) // st + 1, (w - k) // st + 1, [0, 0, 0, 0]
+    else:
+        raise HarnessError(f"{a.spec}: padding must be 'same' or 'valid', not {pad!r}")
+    s_in = float(spec["input_scale"])
+    inits = [
+        helper.make_tensor("in_scale", TensorProto.FLOAT, [], [s_in]),
+        helper.make_tensor("in_zp_u8", TensorProto.UINT8, [], [int(spec["input_zero_point"])]),
+        helper.make_tensor("in_zp_i8", TensorProto.INT8, [], [int(spec["input_zero_point"]) - 128]),
+        helper.make_tensor("w", TensorProto.INT8, list(wq.shape), wq.ravel().tolist()),
+        helper.make_tensor("w_scale", TensorProto.FLOAT, [oc], [float(x) for x in spec["weight_scales"]]),
+        helper.make_tensor("w_zp", TensorProto.INT8, [oc], [0] * oc),
+        helper.make_tensor("bias", TensorProto.INT32, [oc], [int(x) for x in spec["bias"]]),
+        helper.make_tensor("out_scale", TensorProto.FLOAT, [], [float(spec["output_scale"])]),
+        helper.make_tensor("out_zp", TensorProto.INT8, [], [int(spec["output_zero_point"])]),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["image", "in_scale", "in_zp_u8"], ["x_real"]),
+        helper.make_node("QuantizeLinear", ["x_real", "in_scale", "in_zp_i8"], ["x_i8"]),
+        helper.make_node("Transpose", ["x_i8"], ["x_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node(
+            "QLinearConv",
+            ["x_nchw", "in_scale", "in_zp_i8", "w", "w_scale", "w_zp", "out_scale", "out_zp", "bias"],
+            ["y_nchw"],
+            kernel_shape=[k, k],
+            strides=[st, st],
+            pads=pads,
+        ),
+        helper.make_node("Transpose", ["y_nchw"], ["output"], perm=[0, 2, 3, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "kdedge_conv_fixture",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, h, w, c])],
+        [helper.make_tensor_value_info("output", TensorProto.INT8, [1, oh, ow, oc])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="kdedge-refharness")
+    model.ir_version = 8
+    for key, value in (spec.get("metadata") or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+    onnx.checker.check_model(model)
+    onnx.save(model, a.out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -409,6 +482,10 @@ def main(argv=None):
     r.add_argument("--json", help="report file ('-' for stdout)")
     r.add_argument("--repeat", type=int, default=1, help="timed passes over all runs (default 1)")
     r.add_argument("--warmup", type=int, default=0, help="untimed invokes before timing (default 0)")
+    r.add_argument(
+        "--min-seconds", type=float, default=0.0,
+        help="keep timing passes (after --repeat, up to 1000) until the timed invokes total this long",
+    )
     r.set_defaults(fn=cmd_run)
 
     i = sub.add_parser("info", help="print tensor details as the chosen backend sees them")
@@ -426,6 +503,11 @@ def main(argv=None):
     f = sub.add_parser("onnx-fixture", help="write a tiny uint8->int8 ONNX model for self-tests")
     f.add_argument("--out", required=True)
     f.set_defaults(fn=cmd_onnx_fixture)
+
+    oc = sub.add_parser("onnx-conv", help="write the ONNX twin of a one-convolution TFLite model from a JSON spec")
+    oc.add_argument("--spec", required=True)
+    oc.add_argument("--out", required=True)
+    oc.set_defaults(fn=cmd_onnx_conv)
 
     a = p.parse_args(argv)
     if getattr(a, "repeat", 1) < 0 or getattr(a, "warmup", 0) < 0:

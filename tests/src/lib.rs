@@ -7,11 +7,14 @@
 //! - [`rng`]: a small deterministic random generator for test data.
 //! - [`allops`]: a small network using every operator kdruntime runs.
 //! - [`gen`]: random single-operator int8 models built with the kdruntime writer.
+//! - [`bench`]: the latency benchmark behind `make bench` and BENCHMARKS.md's generated
+//!   sections.
 //! - [`nets`]: whole full-integer networks (MobileNetV2, EfficientNet-Lite) with calibrated
 //!   quantisation, for whole-network parity tests, benchmarks and the demo.
 #![deny(missing_docs)]
 
 pub mod allops;
+pub mod bench;
 pub mod gen;
 pub mod kd;
 pub mod nets;

@@ -210,6 +210,17 @@ pub fn mobilenet_v2_with(
     g.finish(name, x, classes, opts)
 }
 
+/// The demo's network (`make demo`, and the benchmark's "demo model" row until the distilled
+/// student is exported): MobileNetV2-0.35 at 96x96 with `classes` outputs and a SOFTMAX, seed 7,
+/// random weights calibrated on real photos.
+pub fn demo_model(classes: usize) -> Result<Net, String> {
+    let opts = Options {
+        softmax: true,
+        ..Options::default()
+    };
+    mobilenet_v2_with(0.35, 96, classes, 7, &opts)
+}
+
 /// EfficientNet-B0's block table `(repeats, kernel, stride, expansion, output channels)`
 /// (input channels follow from the previous stage; the stem has 32).
 pub const EFFICIENTNET_B0_BLOCKS: [(usize, usize, usize, usize, usize); 7] = [

@@ -191,6 +191,9 @@ pub struct RunOptions {
     pub repeat: usize,
     /// Untimed invokes before timing.
     pub warmup: usize,
+    /// Keep timing further passes (up to 1000) until the timed invokes total this many
+    /// milliseconds; 0 times exactly `repeat` passes.
+    pub min_time_ms: u64,
 }
 
 impl Default for RunOptions {
@@ -198,6 +201,7 @@ impl Default for RunOptions {
         RunOptions {
             repeat: 1,
             warmup: 0,
+            min_time_ms: 0,
         }
     }
 }
@@ -358,6 +362,7 @@ pub fn run_files(
     let json_path = dir.path().join("report.json");
     let repeat = opts.repeat.to_string();
     let warmup = opts.warmup.to_string();
+    let min_seconds = (opts.min_time_ms as f64 / 1000.0).to_string();
     let args: Vec<&std::ffi::OsStr> = vec![
         "run".as_ref(),
         "--model".as_ref(),
@@ -374,6 +379,8 @@ pub fn run_files(
         repeat.as_ref(),
         "--warmup".as_ref(),
         warmup.as_ref(),
+        "--min-seconds".as_ref(),
+        min_seconds.as_ref(),
     ];
     harness(&args)?;
     let report = read_json(&json_path)?;

@@ -226,6 +226,7 @@ fn writer_model_matches_float_in_every_interpreter() {
             RunOptions {
                 repeat: 3,
                 warmup: 1,
+                min_time_ms: 0,
             },
         )
         .unwrap_or_else(|e| panic!("{backend:?}: {e}"));

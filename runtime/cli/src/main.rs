@@ -1,9 +1,6 @@
 //! `kdrun`: inspect a full-integer TFLite model, classify an image with it, or run raw tensors,
-//! all on kdruntime with the same letterbox the trainer used.
-
-mod config;
-mod image_input;
-mod report;
+//! all on kdruntime with the same letterbox the trainer used; with the `ort` feature, `run` and
+//! `raw` also run the exported ONNX model in ONNX Runtime (`--backend ort`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,14 +8,70 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use kdrun::{config, image_input, report};
 use kdruntime::{Interpreter, Model};
 
-/// Run full-integer TFLite models on kdruntime.
+/// Run full-integer TFLite models on kdruntime (or ONNX models on ONNX Runtime).
 #[derive(Parser)]
 #[command(name = "kdrun", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which engine runs the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// kdruntime on a .tflite file.
+    Kdruntime,
+    /// ONNX Runtime on a .onnx file (needs kdrun built with the `ort` feature).
+    Ort,
+}
+
+/// Backend selection shared by `run` and `raw`.
+#[derive(clap::Args)]
+struct BackendArgs {
+    /// The engine: kdruntime (.tflite) or ort (ONNX Runtime, .onnx).
+    #[arg(long, value_enum, default_value_t = Backend::Kdruntime)]
+    backend: Backend,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    ort_threads: usize,
+    /// ONNX Runtime execution providers in priority order, comma-separated
+    /// (cpu, cuda, tensorrt, xnnpack, acl); CPU only when not given. A provider missing
+    /// from the loaded library is an error.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    ort_ep: Vec<OrtProvider>,
+    /// ONNX Runtime graph optimisation level.
+    #[arg(long, value_enum, default_value_t = OrtOptimization::Basic)]
+    ort_optimization: OrtOptimization,
+    /// The ONNX Runtime shared library (default: ORT_DYLIB_PATH, else libonnxruntime.so on the
+    /// loader's search path).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+}
+
+#[cfg(feature = "ort")]
+use kdrun::ort_backend::{Optimization as OrtOptimization, Provider as OrtProvider};
+
+/// Stand-ins so the options parse (and are rejected with a clear message) without the feature.
+#[cfg(not(feature = "ort"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OrtProvider {
+    Cpu,
+    Cuda,
+    Tensorrt,
+    Xnnpack,
+    Acl,
+}
+
+#[cfg(not(feature = "ort"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OrtOptimization {
+    Disable,
+    Basic,
+    Extended,
+    All,
 }
 
 #[derive(Subcommand)]
@@ -30,7 +83,7 @@ enum Command {
     },
     /// Decode an image, letterbox it, infer, and print the top classes (or those above threshold).
     Run {
-        /// The .tflite file.
+        /// The .tflite file (.onnx with --backend ort).
         model: PathBuf,
         /// A JPEG, PNG, BMP or PPM/PGM image.
         image: PathBuf,
@@ -46,16 +99,20 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        engine: BackendArgs,
     },
     /// Raw tensors in and out: INPUT holds one or more input tensors back to back, each run in
     /// turn; OUTPUT receives the outputs back to back.
     Raw {
-        /// The .tflite file.
+        /// The .tflite file (.onnx with --backend ort).
         model: PathBuf,
         /// Raw input bytes (a multiple of the input tensor's size).
         input: PathBuf,
         /// Where to write the raw output bytes.
         output: PathBuf,
+        #[command(flatten)]
+        engine: BackendArgs,
     },
 }
 
@@ -86,9 +143,8 @@ fn run(cli: Cli) -> Result<()> {
             config,
             top_k,
             json,
+            engine,
         } => {
-            let bytes = read(&model)?;
-            let m = load(&model, &bytes)?;
             let cfg = match &config {
                 Some(p) => config::InferenceConfig::load(p)?,
                 None => config::InferenceConfig::default(),
@@ -97,18 +153,14 @@ fn run(cli: Cli) -> Result<()> {
                 Some(p) => Some(config::read_labels(p)?),
                 None => cfg.labels.clone(),
             };
-            let mut arena = vec![
-                0u8;
-                m.arena_size()
-                    .with_context(|| model.display().to_string())?
-            ];
-            let mut interp = Interpreter::new(&m, &mut arena)
-                .with_context(|| format!("{}: init", model.display()))?;
-            let geometry = image_input::fill(&mut interp, &image, &cfg)?;
-            interp
-                .invoke()
-                .with_context(|| format!("{}: invoke", model.display()))?;
-            let result = report::classify(&interp, &cfg, labels.as_deref(), top_k)?;
+            let (result, geometry) = match engine.backend {
+                Backend::Kdruntime => {
+                    classify_kdruntime(&model, &image, &cfg, labels.as_deref(), top_k)?
+                }
+                Backend::Ort => {
+                    classify_ort(&engine, &model, &image, &cfg, labels.as_deref(), top_k)?
+                }
+            };
             if json {
                 let mut v = result.to_json();
                 v["image"] = image.display().to_string().into();
@@ -122,16 +174,105 @@ fn run(cli: Cli) -> Result<()> {
             model,
             input,
             output,
+            engine,
         } => {
-            let bytes = read(&model)?;
-            let m = load(&model, &bytes)?;
             let data = read(&input)?;
-            let out = run_raw(&m, &data)
-                .with_context(|| format!("{} on {}", model.display(), input.display()))?;
+            let out = match engine.backend {
+                Backend::Kdruntime => {
+                    let bytes = read(&model)?;
+                    let m = load(&model, &bytes)?;
+                    run_raw(&m, &data)
+                }
+                Backend::Ort => raw_ort(&engine, &model, &data),
+            }
+            .with_context(|| format!("{} on {}", model.display(), input.display()))?;
             fs::write(&output, out).with_context(|| format!("writing {}", output.display()))?;
         }
     }
     Ok(())
+}
+
+/// Classification on kdruntime: letterbox into the arena, invoke, postprocess.
+fn classify_kdruntime(
+    model: &Path,
+    image: &Path,
+    cfg: &config::InferenceConfig,
+    labels: Option<&[String]>,
+    top_k: usize,
+) -> Result<(report::Classification, serde_json::Value)> {
+    let bytes = read(model)?;
+    let m = load(model, &bytes)?;
+    let mut arena = vec![
+        0u8;
+        m.arena_size()
+            .with_context(|| model.display().to_string())?
+    ];
+    let mut interp =
+        Interpreter::new(&m, &mut arena).with_context(|| format!("{}: init", model.display()))?;
+    let geometry = image_input::fill(&mut interp, image, cfg)?;
+    interp
+        .invoke()
+        .with_context(|| format!("{}: invoke", model.display()))?;
+    Ok((report::classify(&interp, cfg, labels, top_k)?, geometry))
+}
+
+#[cfg(feature = "ort")]
+fn ort_model(engine: &BackendArgs, model: &Path) -> Result<kdrun::ort_backend::OrtModel> {
+    let opts = kdrun::ort_backend::OrtOptions {
+        threads: engine.ort_threads,
+        providers: engine.ort_ep.clone(),
+        optimization: engine.ort_optimization,
+        library: engine.ort_lib.clone(),
+    };
+    kdrun::ort_backend::OrtModel::load(model, &opts)
+}
+
+/// Classification on ONNX Runtime with the same letterbox and postprocessing.
+#[cfg(feature = "ort")]
+fn classify_ort(
+    engine: &BackendArgs,
+    model: &Path,
+    image: &Path,
+    cfg: &config::InferenceConfig,
+    labels: Option<&[String]>,
+    top_k: usize,
+) -> Result<(report::Classification, serde_json::Value)> {
+    let mut m = ort_model(engine, model)?;
+    let spec = m.input_spec()?;
+    let quant = m.output_quant()?;
+    let prepared = image_input::prepare(image, &spec, cfg)?;
+    let outs = m.run(&[&prepared.bytes])?;
+    let raw: Vec<i8> = outs[0].iter().map(|&b| b as i8).collect();
+    Ok((
+        report::classify_raw(raw, &quant, cfg, labels, top_k)?,
+        prepared.geometry,
+    ))
+}
+
+#[cfg(feature = "ort")]
+fn raw_ort(engine: &BackendArgs, model: &Path, data: &[u8]) -> Result<Vec<u8>> {
+    ort_model(engine, model)?.run_raw(data)
+}
+
+#[cfg(not(feature = "ort"))]
+const NO_ORT: &str =
+    "kdrun was built without ONNX Runtime; rebuild with `cargo build -p kdrun --features ort`";
+
+#[cfg(not(feature = "ort"))]
+fn classify_ort(
+    _: &BackendArgs,
+    _: &Path,
+    _: &Path,
+    _: &config::InferenceConfig,
+    _: Option<&[String]>,
+    _: usize,
+) -> Result<(report::Classification, serde_json::Value)> {
+    bail!(NO_ORT)
+}
+
+#[cfg(not(feature = "ort"))]
+fn raw_ort(_: &BackendArgs, _: &Path, _: &[u8]) -> Result<Vec<u8>> {
+    bail!(NO_ORT)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

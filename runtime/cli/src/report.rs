@@ -90,23 +90,61 @@ pub struct Classification {
     raw: Vec<i8>,
 }
 
-/// Reads output 0, dequantises it, applies softmax (multi-class; skipped when the model already
-/// ends in SOFTMAX) or sigmoid (multi-label), then top-k or thresholds.
+/// How to read a model's int8 output: its quantisation, and whether the model already ends in
+/// SOFTMAX (then the output is probabilities and no softmax is applied again).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutputQuant {
+    /// Quantisation scale of the output tensor.
+    pub scale: f32,
+    /// Quantisation zero point of the output tensor.
+    pub zero_point: i32,
+    /// The last operator is SOFTMAX.
+    pub ends_in_softmax: bool,
+}
+
+impl OutputQuant {
+    /// Output 0 of a kdruntime model (must be int8).
+    pub fn of_interpreter(interp: &Interpreter<'_, '_>) -> Result<Self> {
+        let info = interp.output_info(0)?;
+        if info.dtype != DType::Int8 {
+            bail!(
+                "output tensor {} is {}; kdrun run expects int8",
+                info.index,
+                info.dtype.name()
+            );
+        }
+        let m = interp.model();
+        Ok(Self {
+            scale: info.scale(),
+            zero_point: info.zero_point() as i32,
+            ends_in_softmax: m.num_operators() > 0
+                && m.operator(m.num_operators() - 1)?.opcode == builtin_operator::SOFTMAX,
+        })
+    }
+}
+
+/// Reads output 0 of a kdruntime model and classifies it (see [`classify_raw`]).
 pub fn classify(
     interp: &Interpreter<'_, '_>,
     cfg: &InferenceConfig,
     labels: Option<&[String]>,
     top: usize,
 ) -> Result<Classification> {
-    let info = interp.output_info(0)?;
-    if info.dtype != DType::Int8 {
-        bail!(
-            "output tensor {} is {}; kdrun run expects int8",
-            info.index,
-            info.dtype.name()
-        );
-    }
+    let quant = OutputQuant::of_interpreter(interp)?;
     let raw: Vec<i8> = interp.output(0)?.iter().map(|&b| b as i8).collect();
+    classify_raw(raw, &quant, cfg, labels, top)
+}
+
+/// Dequantises a raw int8 output, applies softmax (multi-class; skipped when the model already
+/// ends in SOFTMAX) or sigmoid (multi-label), then top-k or thresholds. Every backend's output
+/// goes through this one function.
+pub fn classify_raw(
+    raw: Vec<i8>,
+    quant: &OutputQuant,
+    cfg: &InferenceConfig,
+    labels: Option<&[String]>,
+    top: usize,
+) -> Result<Classification> {
     let n = raw.len();
     if let Some(l) = labels {
         if l.len() != n {
@@ -114,14 +152,11 @@ pub fn classify(
         }
     }
     let mut real = vec![0f32; n];
-    dequantize(&raw, info.scale(), info.zero_point() as i32, &mut real)?;
-    let m = interp.model();
-    let ends_in_softmax = m.num_operators() > 0
-        && m.operator(m.num_operators() - 1)?.opcode == builtin_operator::SOFTMAX;
+    dequantize(&raw, quant.scale, quant.zero_point, &mut real)?;
     let mut prob = vec![0f32; n];
     let picked: Vec<usize> = match cfg.task {
         Task::MultiClass => {
-            if ends_in_softmax {
+            if quant.ends_in_softmax {
                 prob.copy_from_slice(&real);
             } else {
                 softmax(&real, &mut prob)?;

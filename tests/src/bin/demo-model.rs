@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kdtests::nets::{mobilenet_v2_with, Options};
+use kdtests::nets::demo_model;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -20,11 +20,7 @@ fn main() -> ExitCode {
     if labels.is_empty() {
         labels = (0..10).map(|i| format!("class_{i}")).collect();
     }
-    let opts = Options {
-        softmax: true,
-        ..Options::default()
-    };
-    let result = mobilenet_v2_with(0.35, 96, labels.len(), 7, &opts).and_then(|net| {
+    let result = demo_model(labels.len()).and_then(|net| {
         std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
         let write = |name: &str, bytes: &[u8]| {
             let p = out.join(name);
