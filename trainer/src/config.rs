@@ -281,6 +281,22 @@ pub struct Distillation {
     /// How the teachers' outputs are averaged: `logits` (default) or `probs`.
     #[serde(default)]
     pub teacher_average: Average,
+    /// Learn per-sample weights over the teachers with a gate on the student's pooled features
+    /// (needs at least two teachers).
+    #[serde(default)]
+    pub gate: bool,
+    /// Self-distillation: the teacher is an exponential moving average of the student itself
+    /// (no teacher set, no cache).
+    #[serde(default)]
+    pub self_distillation: bool,
+    /// Decay of that moving average, `[0.5, 1)`.
+    #[serde(default = "default_ema_decay")]
+    pub ema_decay: f64,
+    /// `kdtrain train` computes the teachers' logits over the training split once into a cache
+    /// (`distil/teacher_logits.kdl`) instead of running the teachers at every step; the cache
+    /// sees un-augmented images, on-the-fly teachers the student's augmented batch.
+    #[serde(default = "default_true")]
+    pub logit_cache: bool,
 }
 
 fn default_teacher_weight() -> f64 {
@@ -363,6 +379,12 @@ impl TeacherConfig {
     }
 }
 
+fn default_ema_decay() -> f64 {
+    crate::distill::teachers::EMA_DECAY
+}
+fn default_true() -> bool {
+    true
+}
 fn default_confidence_threshold() -> f64 {
     0.5
 }
@@ -433,6 +455,10 @@ impl Distillation {
             feature_weight: default_feature_weight(),
             teachers: Vec::new(),
             teacher_average: Average::default(),
+            gate: false,
+            self_distillation: false,
+            ema_decay: default_ema_decay(),
+            logit_cache: true,
         }
     }
 
@@ -527,6 +553,24 @@ impl Distillation {
         for (i, t) in self.teachers.iter().enumerate() {
             t.validate(&format!("distillation.teachers[{i}]"))?;
         }
+        check(
+            (0.5..1.0).contains(&self.ema_decay),
+            "distillation.ema_decay",
+            "in [0.5, 1)",
+            self.ema_decay,
+        )?;
+        check(
+            !(self.gate && self.self_distillation),
+            "distillation.gate",
+            "false with self_distillation (one EMA teacher has nothing to gate)",
+            self.gate,
+        )?;
+        check(
+            !self.gate || self.teachers.len() != 1,
+            "distillation.gate",
+            "false with a single teacher in distillation.teachers",
+            self.gate,
+        )?;
         Ok(())
     }
 }

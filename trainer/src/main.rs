@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kdtrainer::config::{Config, Role, TeacherConfig};
 use kdtrainer::data::{self, import, ModeChoice, Split};
+use kdtrainer::distill::{compare, teachers::TeacherSet};
+use kdtrainer::quant::stage as quantize;
 use kdtrainer::stages::{self, StageOptions, StageReport};
 
 /// Train teachers, distil students, run QAT and export full-integer models.
@@ -48,6 +50,33 @@ enum Command {
     /// Train a student from scratch on hard labels with the same engine (head warm-up, then the
     /// top `student.unfreeze` of the layers); outputs as for `teacher`.
     Student(StageArgs),
+    /// Distil a student: the student stage with the distillation objective (the configured
+    /// losses, schedules, weighting, masks, gate, features) from the teachers (--teacher, else
+    /// `distillation.teachers`; `distillation.self_distillation` needs none), run on every batch
+    /// or read from --logit-cache. Outputs as for `student`, plus `train_steps.jsonl` with the
+    /// per-step KD statistics.
+    Distill {
+        #[command(flatten)]
+        stage: StageArgs,
+        #[command(flatten)]
+        teachers: TeacherArgs,
+    },
+    /// Quantise a trained student (a `student` / `distill` folder): PTQ calibration, QAT with
+    /// the distillation loss still active (unless --no-distill), then the full-integer export
+    /// (TFLite, ONNX, C array, labels, metrics, thresholds, inference config) into
+    /// --out-dir/export; figures in --out-dir/quantize.json.
+    Quantize {
+        /// The float student's training folder.
+        #[arg(long)]
+        student_dir: PathBuf,
+        #[command(flatten)]
+        stage: StageArgs,
+        #[command(flatten)]
+        teachers: TeacherArgs,
+        /// QAT on the hard labels only.
+        #[arg(long)]
+        no_distill: bool,
+    },
     /// Reload a training folder's best checkpoint and the network spec saved beside it, and
     /// evaluate it on one split (metrics.json, confusion.svg, predictions.csv).
     Eval {
@@ -72,10 +101,14 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Every stage available so far, in order, each into its own subfolder of --out-dir:
-    /// data/ (validation report), teacher/, student/ (from scratch on hard labels), eval/
-    /// (both reloaded and evaluated on the test split); prints a summary. A stage can be rerun
-    /// alone with its own command on its subfolder.
+    /// The whole pipeline, each stage into its own subfolder of --out-dir: data/ (validation
+    /// report), teacher/ (unless `distillation.teachers` names the teachers), student/ (the
+    /// student from scratch on hard labels), distil/teacher_logits.kdl (the teachers' logit
+    /// cache, with `distillation.logit_cache`), distilled/ (the distilled student), eval/ (each
+    /// reloaded and evaluated on the test split), comparison/ (teachers vs distilled vs scratch,
+    /// seed criteria, curves), quantize/ (PTQ, QAT with the distillation loss, and export/: the
+    /// TFLite, ONNX, C array and sidecar files); prints a summary. A stage can be rerun alone
+    /// with its own command on its subfolder.
     Train {
         /// Data set folder.
         #[arg(long)]
@@ -121,6 +154,52 @@ struct StageArgs {
     limit_train: Option<usize>,
     #[command(flatten)]
     run: RunArgs,
+}
+
+/// The teachers of `distill` / `quantize`.
+#[derive(Args)]
+struct TeacherArgs {
+    /// A teacher: a training folder or a TorchScript file, optionally `PATH=WEIGHT`;
+    /// repeatable (default: `distillation.teachers`).
+    #[arg(long = "teacher")]
+    teacher: Vec<String>,
+    /// A logit cache of exactly these teachers (`kdtrain logits compute` / `merge`), read
+    /// instead of running them.
+    #[arg(long)]
+    logit_cache: Option<PathBuf>,
+}
+
+impl TeacherArgs {
+    /// The distillation source: self-distillation, or the teachers given or configured.
+    fn source(&self, cfg: &Config) -> Result<stages::DistilSource> {
+        if cfg.distillation.self_distillation {
+            if !self.teacher.is_empty() || self.logit_cache.is_some() {
+                anyhow::bail!(
+                    "--teacher / --logit-cache: distillation.self_distillation is on (the \
+                     teacher is the student's EMA)"
+                );
+            }
+            return Ok(stages::DistilSource::SelfEma);
+        }
+        let teachers = if self.teacher.is_empty() {
+            cfg.distillation.teachers.clone()
+        } else {
+            self.teacher
+                .iter()
+                .map(|s| teacher_arg(s))
+                .collect::<Result<_>>()?
+        };
+        if teachers.is_empty() {
+            anyhow::bail!(
+                "no teacher: pass --teacher DIR (a `kdtrain teacher` folder) or set \
+                 distillation.teachers"
+            );
+        }
+        Ok(stages::DistilSource::Teachers {
+            teachers,
+            cache: self.logit_cache.clone(),
+        })
+    }
 }
 
 /// Device and threads.
@@ -176,24 +255,30 @@ fn resolve_device(d: DeviceArg) -> Result<tch::Device> {
     })
 }
 
-/// Runs `kdtrain teacher` / `kdtrain student`.
-fn run_stage(role: Role, a: StageArgs) -> Result<StageReport> {
-    let config = Config::load(&a.config)?;
-    let (device, workers) = a.run.setup()?;
-    let rep = stages::train_network(
-        role,
-        &StageOptions {
-            data_dir: a.data_dir,
-            out_dir: a.out_dir.clone(),
+impl StageArgs {
+    /// The stage options these arguments give.
+    fn options(&self) -> Result<StageOptions> {
+        let config = Config::load(&self.config)?;
+        let (device, workers) = self.run.setup()?;
+        Ok(StageOptions {
+            data_dir: self.data_dir.clone(),
+            out_dir: self.out_dir.clone(),
             config,
-            arch: a.arch,
+            arch: self.arch.clone(),
             device,
-            resume: a.resume,
-            limit_train: a.limit_train,
+            resume: self.resume,
+            limit_train: self.limit_train,
             workers,
-            quiet: a.run.quiet,
-        },
-    )?;
+            quiet: self.run.quiet,
+        })
+    }
+}
+
+/// Runs `kdtrain teacher` / `kdtrain student` / `kdtrain distill`.
+fn run_stage(role: Role, a: StageArgs, teachers: Option<TeacherArgs>) -> Result<StageReport> {
+    let opts = a.options()?;
+    let source = teachers.map(|t| t.source(&opts.config)).transpose()?;
+    let rep = stages::train_network_with(role, &opts, source.as_ref())?;
     emit(&stage_summary(role, &rep, &a.out_dir))?;
     Ok(rep)
 }
@@ -237,6 +322,75 @@ fn monitor_name(rep: &StageReport) -> &'static str {
     }
 }
 
+/// The lines printed at the end of the quantisation stage.
+fn quantize_summary(q: &quantize::QuantizeReport) -> String {
+    let mut s = format!(
+        "quantize: test float {}\nquantize: PTQ fake-quant {}, int8 (kdruntime) {}\n",
+        stages::headline(&q.float),
+        stages::headline(&q.ptq_fake),
+        stages::headline(&q.ptq.metrics)
+    );
+    if let Some((t, m)) = &q.qat {
+        s += &format!(
+            "quantize: QAT ({} epochs) fake-quant {}, int8 (kdruntime) {}\n",
+            t.history.len(),
+            stages::headline(m),
+            stages::headline(&q.export.metrics)
+        );
+    }
+    s += &format!(
+        "export: {} files in {} (arena {} bytes) ({:.0} s)\n",
+        q.export.files.len(),
+        q.export_dir.display(),
+        q.export.arena_bytes,
+        q.seconds
+    );
+    for f in &q.export.files {
+        s += &format!("  {} ({} bytes)\n", f.path.display(), f.bytes);
+    }
+    s
+}
+
+/// Computes the teachers' logit cache at `path` unless a valid one is there already; returns
+/// the summary line.
+fn teacher_logit_cache(
+    cfg: &Config,
+    ds: &kdtrainer::data::Dataset,
+    teachers: &[TeacherConfig],
+    device: tch::Device,
+    workers: usize,
+    path: &std::path::Path,
+) -> Result<String> {
+    use kdtrainer::distill::cache;
+    let set = TeacherSet::load(
+        teachers,
+        cfg.distillation.teacher_average,
+        ds,
+        cfg.teacher.input_size,
+        device,
+    )?;
+    if path.exists() {
+        let c = cache::LogitCache::open(path)?;
+        if c.verify(&cache::data_hash(&ds.root)?, Some(&set.hash()))
+            .is_ok()
+            && c.check_complete().is_ok()
+        {
+            return Ok(format!("logit cache: {} (up to date)\n", path.display()));
+        }
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
+    }
+    let c = cache::compute(&set, ds, cache::Shard::ALL, cfg.batch_size, workers, path)?;
+    Ok(format!(
+        "logit cache: {} samples x {} teachers in {} ({:.0} s)\n",
+        c.header.samples,
+        c.header.teachers,
+        c.path.display(),
+        c.seconds
+    ))
+}
+
 /// Runs `kdtrain train`.
 fn run_pipeline(
     data_dir: PathBuf,
@@ -278,36 +432,73 @@ fn run_pipeline(
     );
     emit(&summary)?;
 
-    // 2-3. Teacher, then student from scratch.
-    let mut dirs = Vec::new();
-    for role in [Role::Teacher, Role::Student] {
-        let dir = out_dir.join(role.name());
-        let rep = stages::train_network(
-            role,
-            &StageOptions {
-                data_dir: data_dir.clone(),
-                out_dir: dir.clone(),
-                config: cfg.clone(),
-                arch: None,
-                device,
-                resume,
-                limit_train,
-                workers,
-                quiet: run.quiet,
-            },
-        )
-        .with_context(|| format!("stage {}", role.name()))?;
+    let opts = |dir: PathBuf| StageOptions {
+        data_dir: data_dir.clone(),
+        out_dir: dir,
+        config: cfg.clone(),
+        arch: None,
+        device,
+        resume,
+        limit_train,
+        workers,
+        quiet: run.quiet,
+    };
+
+    // 2. Teacher (unless `distillation.teachers` names the teachers), 3. student from scratch.
+    let mut roles = vec![(Role::Student, "student")];
+    if cfg.distillation.teachers.is_empty() {
+        roles.insert(0, (Role::Teacher, "teacher"));
+    }
+    let mut reports = std::collections::BTreeMap::new();
+    for (role, name) in roles {
+        let dir = out_dir.join(name);
+        let rep = stages::train_network(role, &opts(dir.clone()))
+            .with_context(|| format!("stage {name}"))?;
         let s = stage_summary(role, &rep, &dir);
         emit(&s)?;
         summary += &s;
-        dirs.push((role, dir));
+        reports.insert(name, rep);
     }
 
-    // 4. Both networks reloaded from their folders and evaluated on the test split.
-    for (role, dir) in dirs {
-        let out = out_dir.join("eval").join(role.name());
+    // 4. The teachers' logits over the training split, once, and 5. the distilled student.
+    let teachers = if cfg.distillation.teachers.is_empty() {
+        vec![TeacherConfig::new(out_dir.join("teacher"))]
+    } else {
+        cfg.distillation.teachers.clone()
+    };
+    let distil = if cfg.distillation.self_distillation {
+        stages::DistilSource::SelfEma
+    } else {
+        let cache = if cfg.distillation.logit_cache {
+            let ds = stages::load_dataset(&data_dir, cfg.mode)?;
+            let path = out_dir.join("distil").join("teacher_logits.kdl");
+            let s = teacher_logit_cache(&cfg, &ds, &teachers, device, workers, &path)
+                .context("stage logit cache")?;
+            emit(&s)?;
+            summary += &s;
+            Some(path)
+        } else {
+            None
+        };
+        stages::DistilSource::Teachers {
+            teachers: teachers.clone(),
+            cache,
+        }
+    };
+    let distilled_dir = out_dir.join("distilled");
+    let rep =
+        stages::train_network_with(Role::Student, &opts(distilled_dir.clone()), Some(&distil))
+            .context("stage distilled")?;
+    let s = stage_summary(Role::Student, &rep, &distilled_dir).replace("student:", "distilled:");
+    emit(&s)?;
+    summary += &s;
+    reports.insert("distilled", rep);
+
+    // Every network reloaded from its folder and evaluated on the test split.
+    for name in reports.keys() {
+        let out = out_dir.join("eval").join(name);
         let (m, _) = stages::evaluate_model_dir(
-            &dir,
+            &out_dir.join(name),
             &data_dir,
             Split::Test,
             device,
@@ -315,15 +506,52 @@ fn run_pipeline(
             cfg.batch_size,
             workers,
         )
-        .with_context(|| format!("stage eval ({})", role.name()))?;
+        .with_context(|| format!("stage eval ({name})"))?;
         summary += &format!(
-            "eval {}: test {} ({})
-",
-            role.name(),
+            "eval {name}: test {} ({})\n",
             stages::headline(&m),
             out.display()
         );
     }
+
+    // 6. Teachers vs distilled vs scratch on the test split.
+    let ds = stages::load_dataset(&data_dir, cfg.mode)?;
+    let set = TeacherSet::load(
+        &teachers,
+        cfg.distillation.teacher_average,
+        &ds,
+        cfg.teacher.input_size,
+        device,
+    )?;
+    let cmp_dir = out_dir.join("comparison");
+    let cmp = compare::compare_folders(
+        &compare::Subjects {
+            teachers: &set,
+            distilled: (&distilled_dir, &reports["distilled"].train.history),
+            scratch: (&out_dir.join("student"), &reports["student"].train.history),
+        },
+        &ds,
+        cfg.batch_size,
+        workers,
+        &cmp_dir,
+    )
+    .context("stage comparison")?;
+    drop(set);
+    let s = format!("comparison ({}):\n{}", cmp_dir.display(), cmp.markdown());
+    emit(&s)?;
+    summary += &s;
+
+    // 7. PTQ, QAT with the distillation loss, integer export.
+    let q = quantize::quantize(
+        &distilled_dir,
+        &opts(out_dir.join("quantize")),
+        Some(&distil),
+    )
+    .context("stage quantize")?;
+    let s = quantize_summary(&q);
+    emit(&s)?;
+    summary += &s;
+
     emit(&format!(
         "\nsummary ({:.0} s):\n{summary}",
         started.elapsed().as_secs_f64()
@@ -637,10 +865,26 @@ fn run() -> Result<ExitCode> {
             print!("{}", kdtrainer::device::report(resolve_device(device)?));
         }
         Command::Teacher(a) => {
-            run_stage(Role::Teacher, a)?;
+            run_stage(Role::Teacher, a, None)?;
         }
         Command::Student(a) => {
-            run_stage(Role::Student, a)?;
+            run_stage(Role::Student, a, None)?;
+        }
+        Command::Distill { stage, teachers } => {
+            run_stage(Role::Student, stage, Some(teachers))?;
+        }
+        Command::Quantize {
+            student_dir,
+            stage,
+            teachers,
+            no_distill,
+        } => {
+            let opts = stage.options()?;
+            let source = (!no_distill)
+                .then(|| teachers.source(&opts.config))
+                .transpose()?;
+            let q = quantize::quantize(&student_dir, &opts, source.as_ref())?;
+            emit(&quantize_summary(&q))?;
         }
         Command::Eval {
             model_dir,

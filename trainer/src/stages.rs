@@ -187,7 +187,7 @@ pub fn load_dataset(data_dir: &Path, mode: ModeChoice) -> Result<Dataset> {
 
 /// Loader options for `spec`'s input: evaluation (`train == false`: list order, no augmentation)
 /// or training (shuffled, augmented, full batches only when there is at least one).
-fn loader_options(
+pub fn loader_options(
     spec: &ModelSpec,
     cfg: &Config,
     images: usize,
@@ -224,6 +224,76 @@ pub fn epoch_line(r: &EpochRecord) -> String {
 /// Trains the teacher or student of `opts.config` (see the module docs for the folder), then
 /// evaluates its best checkpoint on the test split.
 pub fn train_network(role: Role, opts: &StageOptions) -> Result<StageReport> {
+    train_network_with(role, opts, None)
+}
+
+/// The teachers a distilled student learns from.
+#[derive(Clone, Debug)]
+pub enum DistilSource {
+    /// A teacher set: training folders or TorchScript files, run on every batch, or read from
+    /// a logit cache of exactly these teachers when `cache` is given.
+    Teachers {
+        /// The set (`distillation.teachers`, or the pipeline's own teacher).
+        teachers: Vec<crate::config::TeacherConfig>,
+        /// A logit cache (`kdtrain logits compute` / `merge`) to read instead of running them.
+        cache: Option<PathBuf>,
+    },
+    /// Self-distillation from an EMA of the student (`distillation.self_distillation`).
+    SelfEma,
+}
+
+/// The teacher source of `d` for a student whose variables are in `vs` and whose training
+/// loader uses `train_opts`.
+pub fn teacher_source(
+    d: &DistilSource,
+    cfg: &Config,
+    ds: &Dataset,
+    vs: &nn::VarStore,
+    spec: &ModelSpec,
+    train_opts: &LoaderOptions,
+) -> Result<crate::distill::objective::TeacherSource> {
+    use crate::distill::{cache::LogitCache, objective::TeacherSource, teachers};
+    Ok(match d {
+        DistilSource::SelfEma => TeacherSource::Ema {
+            ema: teachers::Ema::classifier(vs, spec, cfg.distillation.ema_decay)?,
+            student: teachers::StudentVars::of(vs),
+        },
+        DistilSource::Teachers { teachers, cache } => {
+            let set = teachers::TeacherSet::load(
+                teachers,
+                cfg.distillation.teacher_average,
+                ds,
+                cfg.teacher.input_size,
+                vs.device(),
+            )?;
+            match cache {
+                Some(p) => TeacherSource::cached(set, LogitCache::open(p)?, ds)
+                    .with_context(|| format!("logit cache {}", p.display()))?,
+                None => {
+                    let inputs = set.inputs(ds, Split::Train, train_opts)?;
+                    TeacherSource::Live { set, inputs }
+                }
+            }
+        }
+    })
+}
+
+/// Epochs of the distillation schedule of a student: head plus fine-tuning (the `hard` phase
+/// after them trains on the labels only).
+pub fn distill_epochs(cfg: &Config) -> usize {
+    cfg.epochs_head + cfg.epochs_finetune
+}
+
+/// [`train_network`], distilling from `distil` when given (a student only): the engine runs the
+/// [`crate::distill::objective::KdObjective`] instead of the hard loss, with the same phases.
+pub fn train_network_with(
+    role: Role,
+    opts: &StageOptions,
+    distil: Option<&DistilSource>,
+) -> Result<StageReport> {
+    if distil.is_some() && role != Role::Student {
+        bail!("only a student is distilled");
+    }
     let started = Instant::now();
     let cfg = &opts.config;
     let mut ds = load_dataset(&opts.data_dir, cfg.mode)?;
@@ -269,11 +339,8 @@ pub fn train_network(role: Role, opts: &StageOptions) -> Result<StageReport> {
             ds.root.join(Split::Train.file_name()).display()
         );
     }
-    let train_src = Loader::new(
-        &ds,
-        Split::Train,
-        loader_options(&spec, cfg, n_train, true, opts.workers),
-    )?;
+    let train_opts = loader_options(&spec, cfg, n_train, true, opts.workers);
+    let train_src = Loader::new(&ds, Split::Train, train_opts.clone())?;
     let val_src = Loader::new(
         &ds,
         Split::Val,
@@ -309,19 +376,46 @@ pub fn train_network(role: Role, opts: &StageOptions) -> Result<StageReport> {
         );
     }
     let quiet = opts.quiet;
-    let report = train::run_classifier(
-        &tspec,
-        &train_src,
-        &val_src,
-        model.as_ref(),
-        &mut vs,
-        &opts.out_dir,
-        &mut |r| {
-            if !quiet {
-                eprintln!("{}", epoch_line(r));
-            }
-        },
-    )?;
+    let mut on_epoch = |r: &EpochRecord| {
+        if !quiet {
+            eprintln!("{}", epoch_line(r));
+        }
+    };
+    let report = match distil {
+        None => train::run_classifier(
+            &tspec,
+            &train_src,
+            &val_src,
+            model.as_ref(),
+            &mut vs,
+            &opts.out_dir,
+            &mut on_epoch,
+        )?,
+        Some(d) => {
+            let source = teacher_source(d, cfg, &ds, &vs, &spec, &train_opts)?;
+            let probe = probe_images(&train_src, cfg.batch_size)?.to_device(opts.device);
+            let mut objective = crate::distill::objective::KdObjective::new(
+                model.as_ref(),
+                &cfg.distillation,
+                &ds,
+                distill_epochs(cfg),
+                source,
+                &probe,
+            )?;
+            let groups = model.layer_groups();
+            train::run_with(
+                &tspec,
+                &train_src,
+                &val_src,
+                model.as_ref(),
+                &mut vs,
+                &groups,
+                &opts.out_dir,
+                &mut objective,
+                &mut on_epoch,
+            )?
+        }
+    };
     drop((train_src, val_src));
 
     let best = report
@@ -345,6 +439,14 @@ pub fn train_network(role: Role, opts: &StageOptions) -> Result<StageReport> {
         model: saved,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The images of the first batch of `loader`'s epoch 0 (at most `batch_size`): what objectives
+/// probe the networks' shapes with.
+pub fn probe_images(loader: &Loader, batch_size: usize) -> Result<Tensor> {
+    let n = loader.len().min(batch_size.max(2));
+    let indices: Vec<usize> = (0..n).collect();
+    Ok(loader.batch(&indices, 0)?.images)
 }
 
 /// One image's evaluation: its list name, true and predicted class indices.

@@ -402,6 +402,7 @@ fn train_runs_every_stage_into_its_folder() {
         &[
             ("epochs_finetune: 3", "epochs_finetune: 2"),
             ("input_size: 32", "input_size: 28"),
+            ("  epochs: 3\n", "  epochs: 1\n"),
         ],
     );
     let out = tmp.path().join("run");
@@ -424,7 +425,48 @@ fn train_runs_every_stage_into_its_folder() {
         "{stdout}"
     );
     let summary = &stdout[stdout.find("summary (").expect("summary")..];
-    for role in ["teacher", "student"] {
+    // Every stage's files: the logit cache, the comparison, PTQ / QAT / export.
+    assert!(out.join("distil/teacher_logits.kdl").is_file(), "{stdout}");
+    let cmp = json(&out.join("comparison/comparison.json"));
+    let names: Vec<&str> = cmp["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.ends_with(&["ensemble", "distilled", "scratch"]),
+        "{names:?}"
+    );
+    assert!(out.join("comparison/comparison_curves.svg").is_file());
+    for f in [
+        "model_qat_int8.tflite",
+        "model_qat_int8.onnx",
+        "model_data.c",
+        "model_data.h",
+        "labels.txt",
+        "metrics.json",
+        "threshold_recommendation.json",
+        "inference_config.json",
+    ] {
+        assert!(out.join("quantize/export").join(f).is_file(), "{f}");
+    }
+    let q = json(&out.join("quantize/quantize.json"));
+    assert_eq!(q["shipped"], "qat", "{q}");
+    assert_eq!(
+        q["qat_int8"]["top1"],
+        json(&out.join("quantize/export/metrics.json"))["top1"]
+    );
+    // The distillation objective logged its per-step statistics.
+    let steps = std::fs::read_to_string(out.join("distilled/train_steps.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(steps.lines().next().unwrap()).unwrap();
+    for k in ["total", "ce", "kd", "kd_weight", "coverage", "mean_conf"] {
+        assert!(
+            first.to_string().contains(&format!("\"{k}\"")),
+            "{k}: {first}"
+        );
+    }
+    for role in ["teacher", "student", "distilled"] {
         let m = json(&out.join(role).join("metrics.json"));
         let e = json(&out.join("eval").join(role).join("metrics.json"));
         assert_eq!(m["top1"], e["top1"], "{role}");

@@ -318,3 +318,99 @@ pub fn plot_curves(distilled: &[EpochRecord], scratch: &[EpochRecord], path: &Pa
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// What [`compare_folders`] compares: the teachers and the two students' training folders and
+/// their training histories.
+pub struct Subjects<'a> {
+    /// The teacher set (its ensemble is the reference).
+    pub teachers: &'a super::teachers::TeacherSet,
+    /// The distilled student's training folder and history.
+    pub distilled: (&'a Path, &'a [EpochRecord]),
+    /// The scratch student's training folder and history.
+    pub scratch: (&'a Path, &'a [EpochRecord]),
+}
+
+/// Runs the teachers, their ensemble and both students (best checkpoints) over the test split
+/// of `ds`, compares them ([`compare`]) and writes `comparison.json`, `comparison.md` and
+/// `comparison_curves.svg` into `out`.
+pub fn compare_folders(
+    s: &Subjects,
+    ds: &crate::data::Dataset,
+    batch_size: usize,
+    workers: usize,
+    out: &Path,
+) -> Result<Comparison> {
+    use crate::data::Split;
+    use crate::stages::{load_trained, split_logits, SavedModel};
+    let set = s.teachers;
+    let mut per_teacher = Vec::with_capacity(set.len());
+    let mut labels = Vec::new();
+    for (k, m) in set.members().iter().enumerate() {
+        let (logits, l) = split_logits(
+            &|x: &Tensor| set.member_logits(k, x),
+            m.input_size,
+            m.normalization,
+            ds,
+            Split::Test,
+            batch_size,
+            workers,
+        )?;
+        let name = m
+            .config
+            .path
+            .file_name()
+            .unwrap_or(m.config.path.as_os_str());
+        per_teacher.push((name.to_string_lossy().into_owned(), logits));
+        labels = l;
+    }
+    let regions: Vec<Option<String>> = ds
+        .split(Split::Test)
+        .iter()
+        .map(|e| e.attrs.region.clone())
+        .collect();
+    let stacked = Tensor::stack(
+        &per_teacher
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .collect::<Vec<_>>(),
+        1,
+    );
+    let ensemble = set
+        .combine(&stacked.to_device(set.device()), &regions)?
+        .logits;
+    let student = |dir: &Path| -> Result<Tensor> {
+        let saved = SavedModel::load(dir)?;
+        let (_vs, net) = load_trained(dir, &saved, set.device())?;
+        let spec = net.spec().clone();
+        let dev = set.device();
+        Ok(split_logits(
+            &|x: &Tensor| Ok(net.forward_t(&x.to_device(dev), false)),
+            spec.input_size,
+            spec.normalization,
+            ds,
+            Split::Test,
+            batch_size,
+            workers,
+        )?
+        .0)
+    };
+    let distilled = student(s.distilled.0)?;
+    let scratch = student(s.scratch.0)?;
+    let c = compare(
+        ds.mode,
+        &ds.classes,
+        &labels,
+        &per_teacher,
+        &ensemble.to_device(tch::Device::Cpu),
+        &distilled,
+        &scratch,
+    )?;
+    std::fs::create_dir_all(out).map_err(|e| anyhow!("{}: cannot create: {e}", out.display()))?;
+    c.write(out)?;
+    plot_curves(
+        s.distilled.1,
+        s.scratch.1,
+        &out.join("comparison_curves.svg"),
+    )?;
+    Ok(c)
+}

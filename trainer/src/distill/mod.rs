@@ -21,6 +21,8 @@
 //! [`features`]: feature matching; [`combine`]: [`KdLoss`], the combination above;
 //! [`compare`]: the teacher / distilled / scratch comparison.
 //!
+//! [`objective`]: all of it as the training engine's objective ([`objective::KdObjective`]).
+//!
 //! [`teachers`]: the teacher set (weighted ensembles averaging logits or probabilities, region
 //! filters, a learned gate, EMA self-distillation); [`cache`]: the teacher-logit cache that scales
 //! out over shards; [`npz`]: its NumPy `.npz` exchange format.
@@ -31,6 +33,7 @@ pub mod compare;
 pub mod features;
 pub mod loss;
 pub mod npz;
+pub mod objective;
 pub mod schedule;
 pub mod teachers;
 pub mod weighting;

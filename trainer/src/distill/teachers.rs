@@ -38,7 +38,7 @@
 //! [`Gate`] learns per-sample weights over the teachers from the student's pooled features;
 //! [`Ema`] keeps an exponential moving average of the student for self-distillation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -271,6 +271,24 @@ pub struct Ema<M = Box<dyn Classifier>> {
     updates: u64,
 }
 
+/// A student's variables by name (sharing its storage) and which of them are parameters
+/// (trainable when taken), for [`Ema::update_from`].
+#[derive(Debug)]
+pub struct StudentVars {
+    vars: HashMap<String, Tensor>,
+    params: HashSet<String>,
+}
+
+impl StudentVars {
+    /// Takes the variables of `vs`; call it before training freezes any of them.
+    pub fn of(vs: &nn::VarStore) -> StudentVars {
+        StudentVars {
+            vars: vs.variables(),
+            params: parameter_names(vs),
+        }
+    }
+}
+
 /// Trainable (parameter) variables of `vs` by name.
 fn parameter_names(vs: &nn::VarStore) -> HashSet<String> {
     let trainable: HashSet<usize> = vs
@@ -317,11 +335,16 @@ impl<M> Ema<M> {
 
     /// Moves the average one step towards `student` (parameters averaged, buffers copied).
     pub fn update(&mut self, student: &nn::VarStore) -> Result<()> {
-        let params = parameter_names(student);
-        let theirs = student.variables();
+        self.update_from(&StudentVars::of(student))
+    }
+
+    /// [`Ema::update`] from a snapshot of the student's variables (tensors sharing the
+    /// student's storage), for callers that cannot borrow its var store while it trains.
+    pub fn update_from(&mut self, student: &StudentVars) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
             for (name, mut e) in self.vs.variables() {
-                let s = theirs
+                let s = student
+                    .vars
                     .get(&name)
                     .with_context(|| format!("EMA: the student has no variable {name}"))?;
                 if s.size() != e.size() {
@@ -331,7 +354,7 @@ impl<M> Ema<M> {
                         e.size()
                     );
                 }
-                if params.contains(&name) && e.is_floating_point() {
+                if student.params.contains(&name) && e.is_floating_point() {
                     // e + (1 - d) (s - e) = d e + (1 - d) s
                     let _ = e.lerp_(&s.to_kind(e.kind()), 1.0 - self.decay);
                 } else {
@@ -647,6 +670,25 @@ impl TeacherSet {
             );
         }
         Ok(out)
+    }
+
+    /// Teacher `k`'s named taps ([`Classifier::forward_features`], evaluation mode, no gradient)
+    /// for images already at its input; an error for a TorchScript teacher, which has none.
+    pub fn member_features(&self, k: usize, images: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let m = self
+            .members
+            .get(k)
+            .with_context(|| format!("no teacher {k}"))?;
+        match &m.teacher {
+            Teacher::Native(net) => Ok(tch::no_grad(|| {
+                net.forward_features(&images.to_device(self.device), false)
+            })),
+            Teacher::Script(_) => bail!(
+                "{}: a TorchScript teacher has no named feature taps (feature matching needs a \
+                 training-folder teacher)",
+                m.description
+            ),
+        }
     }
 
     /// The distinct `(input size, normalisation)` inputs the teachers read, and each teacher's

@@ -15,5 +15,6 @@ pub mod lower;
 pub mod observer;
 pub mod ptq;
 pub mod qnet;
+pub mod stage;
 
 pub use qnet::{QatNet, QatOptions};

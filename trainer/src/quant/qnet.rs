@@ -669,6 +669,16 @@ impl QatNet {
     }
 }
 
+impl QatNet {
+    /// The int8 logits of [`QatNet::fake_quant_logits`] dequantised with the output's scale
+    /// and zero point (float32): the exact integer model's scores, for metrics.
+    pub fn fake_quant_scores(&self, images: &Tensor) -> Tensor {
+        let q = self.head.out.qparams();
+        (self.fake_quant_logits(images).to_kind(Kind::Float) - f64::from(q.zero_point))
+            * f64::from(q.scale)
+    }
+}
+
 impl ModuleT for QatNet {
     /// Dequantised fake-quantised logits. `train` runs the QAT pass and counts one step towards
     /// the freezing points (so call it, or `forward_features`, once per optimisation step);

@@ -213,13 +213,14 @@ impl TrainSpec {
     /// The two-phase recipe of `role` from the configuration: phase `head` trains only the
     /// classifier (backbone frozen) for `epochs_head` epochs at `lr_head`, then phase `finetune`
     /// trains the top `<role>.unfreeze` of the layer groups for `epochs_finetune` epochs at
-    /// `lr_finetune`. Optimiser, schedule, clipping, early stopping, top-k and step checkpoints
+    /// `lr_finetune`; a student then gets the `hard` phase of `distillation.hard_epochs` epochs at
+    /// `distillation.hard_lr` when there is one. Optimiser, schedule, clipping, early stopping, top-k and step checkpoints
     /// come from the `training` section; the monitored metric is val top-1 (multi-label: micro
     /// F1).
     pub fn from_config(cfg: &Config, role: Role, mode: Mode, classes: Vec<String>) -> TrainSpec {
         let t = &cfg.training;
         let wd = t.weight_decay;
-        TrainSpec {
+        let mut spec = TrainSpec {
             seed: cfg.seed,
             mode,
             classes,
@@ -296,7 +297,21 @@ impl TrainSpec {
             mixed_precision: true,
             threshold: 0.5,
             resume: false,
+        };
+        // The two-phase student recipe's hard-label phase (`distillation.hard_epochs`) belongs
+        // to every student, so the distilled and the scratch student share one schedule.
+        let d = &cfg.distillation;
+        if role == Role::Student && d.hard_epochs > 0 {
+            spec.phases.push(PhaseSpec {
+                name: "hard".into(),
+                epochs: d.hard_epochs,
+                lr: d.hard_lr.unwrap_or(cfg.lr_finetune),
+                trainable: Trainable::Top {
+                    fraction: cfg.network(role).unfreeze,
+                },
+            });
         }
+        spec
     }
 
     /// Teacher recipe: [`TrainSpec::from_config`] with `teacher.unfreeze` (0.3 in the default
