@@ -19,7 +19,7 @@
 //!                                                     # and feature keys: see `Distillation`
 //!   # teachers: [{ path: runs/t1, weight: 2.0, regions: [eu, us] }, { path: t2.pt,
 //!   #   input_size: 224, normalization: imagenet }]; teacher_average: logits | probs
-//! qat: { epochs: 3, lr: 0.0001, freeze_bn_fraction: 0.5, freeze_observers_fraction: 0.75,
+//! qat: { epochs: 5, lr: 0.00001, freeze_bn_fraction: 0.5, freeze_observers_fraction: 0.75,
 //!        observer_momentum: 0.01, calibration_samples: 200 }   # the last four optional
 //! augmentation: { hflip: true, rotation_turns: 0.03, zoom: 0.1,
 //!                 brightness: 0.15, contrast: 0.15, saturation: 0.15 }

@@ -402,7 +402,7 @@ fn train_runs_every_stage_into_its_folder() {
         &[
             ("epochs_finetune: 3", "epochs_finetune: 2"),
             ("input_size: 32", "input_size: 28"),
-            ("  epochs: 3\n", "  epochs: 1\n"),
+            ("  epochs: 5\n", "  epochs: 1\n"),
         ],
     );
     let out = tmp.path().join("run");

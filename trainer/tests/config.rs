@@ -197,7 +197,7 @@ fn out_of_range_values_name_the_key() {
             "qat.calibration_samples: must be in [1, 100000], got 0",
         ),
         (
-            "  lr: 0.0001",
+            "  lr: 0.00001",
             "  lr: -0.1",
             "qat.lr: must be in (0, 10], got -0.1",
         ),
