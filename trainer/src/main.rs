@@ -164,7 +164,8 @@ struct TeacherArgs {
     #[arg(long = "teacher")]
     teacher: Vec<String>,
     /// A logit cache of exactly these teachers (`kdtrain logits compute` / `merge`), read
-    /// instead of running them.
+    /// instead of running them; without any teacher, a cache used on its own (checked against
+    /// the data set only; e.g. `kdtrain logits import-npz`).
     #[arg(long)]
     logit_cache: Option<PathBuf>,
 }
@@ -189,10 +190,11 @@ impl TeacherArgs {
                 .map(|s| teacher_arg(s))
                 .collect::<Result<_>>()?
         };
-        if teachers.is_empty() {
+        if teachers.is_empty() && self.logit_cache.is_none() {
             anyhow::bail!(
-                "no teacher: pass --teacher DIR (a `kdtrain teacher` folder) or set \
-                 distillation.teachers"
+                "no teacher: pass --teacher DIR (a `kdtrain teacher` folder), set \
+                 distillation.teachers, or give --logit-cache (e.g. from `kdtrain logits \
+                 import-npz`)"
             );
         }
         Ok(stages::DistilSource::Teachers {

@@ -258,6 +258,13 @@ pub fn teacher_source(
             ema: teachers::Ema::classifier(vs, spec, cfg.distillation.ema_decay)?,
             student: teachers::StudentVars::of(vs),
         },
+        DistilSource::Teachers { teachers, cache } if teachers.is_empty() => {
+            let Some(p) = cache else {
+                bail!("distillation: no teacher and no logit cache");
+            };
+            TeacherSource::cache_only(LogitCache::open(p)?, ds)
+                .with_context(|| format!("logit cache {}", p.display()))?
+        }
         DistilSource::Teachers { teachers, cache } => {
             let set = teachers::TeacherSet::load(
                 teachers,

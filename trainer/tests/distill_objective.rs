@@ -138,6 +138,24 @@ fn cached_and_live_teachers_give_the_same_targets_and_every_step_logs_its_statis
         assert!((x - y).abs() < 2e-3, "{k}: live {x} vs cached {y}");
     }
 
+    // The same cache used without its teachers (as after `kdtrain logits import-npz`) gives
+    // the same targets.
+    let alone = tmp.path().join("alone");
+    let src = DistilSource::Teachers {
+        teachers: Vec::new(),
+        cache: Some(kdl.clone()),
+    };
+    train_network_with(
+        Role::Student,
+        &options(&data, alone.clone(), cfg.clone()),
+        Some(&src),
+    )
+    .unwrap();
+    let c = steps(&alone);
+    for k in ["mean_conf", "min_conf", "max_conf", "kd", "ce"] {
+        assert_eq!(f(&c[0], k), f(&b[0], k), "{k}");
+    }
+
     // A cache of other teachers is refused before training.
     let other = teacher_dir(tmp.path(), "resnet_tiny_cifar", 28, &ds.classes, 6);
     let src = DistilSource::Teachers {

@@ -43,6 +43,13 @@ pub enum TeacherSource {
         /// The cache.
         cache: LogitCache,
     },
+    /// A logit cache without the teachers that made it (`kdtrain logits import-npz`, teachers
+    /// living elsewhere): checked against the data set only, combined with the weights and
+    /// averaging recorded in it.
+    CacheOnly {
+        /// The cache.
+        cache: LogitCache,
+    },
     /// Self-distillation from an exponential moving average of the student.
     Ema {
         /// The averaged copy.
@@ -68,10 +75,24 @@ impl TeacherSource {
         Ok(TeacherSource::Cached { set, cache })
     }
 
+    /// A cache used without its teachers (see [`TeacherSource::CacheOnly`]).
+    pub fn cache_only(cache: LogitCache, ds: &Dataset) -> Result<TeacherSource> {
+        cache.verify(&super::cache::data_hash(&ds.root)?, None)?;
+        cache.check_complete()?;
+        ensure!(
+            cache.header().classes as usize == ds.classes.len(),
+            "{}: {} classes, the data set {}",
+            cache.path().display(),
+            cache.header().classes,
+            ds.classes.len()
+        );
+        Ok(TeacherSource::CacheOnly { cache })
+    }
+
     fn set(&self) -> Option<&TeacherSet> {
         match self {
             TeacherSource::Live { set, .. } | TeacherSource::Cached { set, .. } => Some(set),
-            TeacherSource::Ema { .. } => None,
+            TeacherSource::Ema { .. } | TeacherSource::CacheOnly { .. } => None,
         }
     }
 
@@ -86,6 +107,14 @@ impl TeacherSource {
         Ok(match self {
             TeacherSource::Live { set, inputs } => set.logits_for_batch(inputs, batch, epoch)?,
             TeacherSource::Cached { cache, .. } => cache.logits_for(&batch.indices)?,
+            TeacherSource::CacheOnly { cache } => {
+                let h = cache.header();
+                let w: Vec<f64> = h.weights.iter().map(|&w| f64::from(w)).collect();
+                let t = cache.logits_for(&batch.indices)?;
+                super::teachers::combine(&t, &w, h.average, h.mode, None)?
+                    .logits
+                    .unsqueeze(1)
+            }
             TeacherSource::Ema { ema, .. } => ema.logits(images).unsqueeze(1),
         }
         .to_device(device))
