@@ -14,17 +14,29 @@
 //! the issue's 99.9 % exact equality is NOT reached by this rounding difference (see the report).
 //! Inputs: the real photos of data/raw/photos, whole and as quadrant crops, letterboxed by
 //! kdruntime; the same uint8 NHWC bytes go to every interpreter.
+//!
+//! The model's metadata (read back by the `onnx` package) carries the graph's input and output
+//! quantisation, and kdrun's ONNX Runtime backend classifies photos with the exported model
+//! alone in its folder, reading that metadata instead of the `.tflite` sibling.
 
 mod export_net;
 
-use export_net::{kdruntime_outputs, mobilenet_like, photo_inputs};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use export_net::{kdruntime_outputs, mobilenet_like, per_op, photo_inputs, repo};
+use kdrun::config::InferenceConfig;
+use kdrun::image_input::{self, InputSpec, InputType};
+use kdrun::ort_backend::{OrtModel, OrtOptions};
+use kdrun::report::{self, OutputQuant};
 use kdtests::reference::{self, Backend, RunOptions, TempDir};
 use kdtrainer::export::{onnx, tflite};
-use kdtrainer::quant::graph::{IntGraph, IntOp};
+use kdtrainer::quant::graph::IntGraph;
 
 const SIZE: usize = 50;
 
-/// Runs onnx.checker (full check) and prints the sorted op types, domains and opsets.
+/// Runs onnx.checker (full check) and prints the sorted op types, domains and opsets, then the
+/// metadata_props as JSON.
 fn check(model: &[u8]) -> String {
     let (python, _) = reference::harness_paths().unwrap();
     let dir = TempDir::new("onnx-check").unwrap();
@@ -33,7 +45,9 @@ fn check(model: &[u8]) -> String {
         m = onnx.load(sys.argv[1])\n\
         onnx.checker.check_model(m, full_check=True)\n\
         print(' '.join(sorted({(n.domain + ':' if n.domain else '') + n.op_type for n in m.graph.node})))\n\
-        print(m.ir_version, sorted((o.domain, o.version) for o in m.opset_import))\n";
+        print(m.ir_version, sorted((o.domain, o.version) for o in m.opset_import))\n\
+        import json\n\
+        print(json.dumps({p.key: p.value for p in m.metadata_props}))\n";
     let out = std::process::Command::new(python)
         .args(["-c", script])
         .arg(&path)
@@ -66,6 +80,7 @@ fn onnx_passes_the_checker_and_matches_kdruntime_within_one_lsb() {
             report.contains("8 [('', 13), ('com.microsoft', 1)]"),
             "{report}"
         );
+        check_metadata(&g, report.lines().nth(2).unwrap());
 
         let ours = kdruntime_outputs(&tflite::write(&g, "t").unwrap(), &inputs).concat();
         let r =
@@ -98,83 +113,111 @@ fn onnx_passes_the_checker_and_matches_kdruntime_within_one_lsb() {
     );
 }
 
-/// Per operator, with identical inputs: BUILTIN_REF with every tensor preserved gives each
-/// operator's int8 inputs and output; the ONNX operator's nodes (cut out of the exported model
-/// with onnx.utils.extract_model) run in ORT on those inputs (NCHW) and are compared.
-const PER_OP: &str = r#"
-import json, sys, numpy as np, onnx, onnx.utils, onnxruntime as ort
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
-tfl, onx, inp, edges_json, work = sys.argv[1:6]
-edges = json.loads(edges_json)
-it = Interpreter(model_path=tfl, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                 experimental_preserve_all_tensors=True)
-it.allocate_tensors()
-idx = {d["name"]: d["index"] for d in it.get_tensor_details()}
-shape = it.get_input_details()[0]["shape"]
-x = np.fromfile(inp, dtype=np.uint8).reshape(-1, *shape)
-m = onnx.load(onx)
-for e in edges:  # value_info lets extract_model cut at every activation (int8, shape free)
-    for n in e[0] + [e[1]]:
-        m.graph.value_info.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT8, None))
-onnx.save(m, work + "/vi.onnx")
-so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
-so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-sess = []
-for i, (ins, out) in enumerate(edges):
-    onnx.utils.extract_model(work + "/vi.onnx", f"{work}/{i}.onnx", ins, [out], check_model=False)
-    sess.append(ort.InferenceSession(f"{work}/{i}.onnx", so, providers=["CPUExecutionProvider"]))
-res = [[0, 0, 0] for _ in edges]
-for xi in x:
-    it.set_tensor(it.get_input_details()[0]["index"], xi)
-    it.invoke()
-    for (ins, out), s, r in zip(edges, sess, res):
-        feed = {}
-        for n in ins:
-            t = it.get_tensor(idx[n])
-            feed[n] = t.transpose(0, 3, 1, 2).copy() if t.ndim == 4 and t.dtype == np.int8 else t
-        v = s.run([out], feed)[0]
-        if v.ndim == 4:
-            v = v.transpose(0, 2, 3, 1)
-        d = np.abs(v.astype(np.int32) - it.get_tensor(idx[out]).astype(np.int32))
-        r[0] += int((d != 0).sum()); r[1] += int(d.size); r[2] = max(r[2], int(d.max()))
-print(json.dumps(res))
-"#;
-
-fn per_op(g: &IntGraph, inputs: &[Vec<u8>]) -> Vec<(String, [usize; 3])> {
-    let name = |i: usize| g.tensors[i].name.clone();
-    let edges: Vec<(Vec<String>, String)> = g
-        .ops
-        .iter()
-        .map(|op| match op {
-            IntOp::Quantize { input, output }
-            | IntOp::Conv { input, output, .. }
-            | IntOp::GlobalAvgPool { input, output }
-            | IntOp::FullyConnected { input, output, .. } => (vec![name(*input)], name(*output)),
-            IntOp::Add { a, b, output, .. } => (vec![name(*a), name(*b)], name(*output)),
-        })
-        .collect();
-    let dir = TempDir::new("per-op").unwrap();
-    let tfl = dir
-        .write("m.tflite", &tflite::write(g, "t").unwrap())
-        .unwrap();
-    let onx = dir.write("m.onnx", &onnx::write(g).unwrap()).unwrap();
-    let inp = dir.write("in.bin", &inputs.concat()).unwrap();
-    let (python, _) = reference::harness_paths().unwrap();
-    let out = std::process::Command::new(python)
-        .args(["-c", PER_OP])
-        .args([&tfl, &onx, &inp])
-        .arg(serde_json::to_string(&edges).unwrap())
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "per-op script: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// The metadata as the `onnx` package read it (`json`) holds the graph's input and output
+/// quantisation; each scale parses (float64, as kdrun reads it) back to the graph's float32.
+fn check_metadata(g: &IntGraph, json: &str) {
+    let meta: BTreeMap<String, String> = serde_json::from_str(json).unwrap();
+    let keys: Vec<&str> = meta.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "kdedge.input_scale",
+            "kdedge.input_zero_point",
+            "kdedge.output_scale",
+            "kdedge.output_softmax",
+            "kdedge.output_zero_point",
+        ]
     );
-    let res: Vec<[usize; 3]> =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
-    edges.into_iter().map(|e| e.1).zip(res).collect()
+    for (side, t) in [("input", g.input), ("output", g.output)] {
+        let q = g.tensors[t].q;
+        let scale: f64 = meta[&format!("kdedge.{side}_scale")].parse().unwrap();
+        assert_eq!((scale as f32).to_bits(), q.scale.to_bits(), "{side} scale");
+        assert_eq!(
+            meta[&format!("kdedge.{side}_zero_point")],
+            q.zero_point.to_string()
+        );
+    }
+    // The graph ends in logits; kdrun applies the task's softmax or sigmoid itself.
+    assert_eq!(meta["kdedge.output_softmax"], "false");
+}
+
+/// The ONNX Runtime library the tests load (as kdrun finds it: `ORT_DYLIB_PATH`, else the one
+/// `make setup` installs).
+fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo()
+                .join(".cache/onnxruntime")
+                .join(std::env::consts::ARCH)
+                .join("libonnxruntime.so")
+        })
+}
+
+/// `kdrun run --backend ort` on the exported model with no `.tflite` beside it: the input spec
+/// and output quantisation it reads from the metadata are the TFLite model's (as kdruntime
+/// reports them), so its classification of real photos (kdrun's letterbox, dequantisation,
+/// softmax, top-3) is what the TFLite model's quantisation gives for ORT's raw output, and that
+/// raw output is within 1 LSB of kdruntime's.
+#[test]
+fn kdrun_ort_backend_runs_the_exported_model_alone_from_its_metadata() {
+    let inputs: Vec<Vec<u8>> = photo_inputs(SIZE).into_iter().map(|(_, b)| b).collect();
+    let g = mobilenet_like(SIZE, 10, 1, &inputs);
+    let dir = TempDir::new("onnx-alone").unwrap();
+    let onnx_path = dir.write("model.onnx", &onnx::write(&g).unwrap()).unwrap();
+    assert!(!onnx_path.with_extension("tflite").exists());
+    let opts = OrtOptions {
+        library: Some(ort_library()),
+        ..OrtOptions::default()
+    };
+    let mut ort = OrtModel::load(&onnx_path, &opts).unwrap();
+
+    let tfl = tflite::write(&g, "t").unwrap();
+    let m = kdruntime::Model::from_bytes(&tfl).unwrap();
+    let mut arena = vec![0u8; m.arena_size().unwrap()];
+    let mut interp = kdruntime::Interpreter::new(&m, &mut arena).unwrap();
+    let quant = ort.output_quant().unwrap();
+    let tflite_quant = OutputQuant::of_interpreter(&interp).unwrap();
+    assert_eq!(quant, tflite_quant);
+    let spec = ort.input_spec().unwrap();
+    assert_eq!(spec, InputSpec::of_interpreter(&interp).unwrap());
+    assert_eq!(spec.dtype, InputType::UInt8);
+
+    let cfg = InferenceConfig::default();
+    let photos = repo().join("data/raw/photos");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&photos)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "only {} photos", names.len());
+    let (mut equal, mut total) = (0, 0);
+    for image in &names {
+        let prepared = image_input::prepare(image, &spec, &cfg).unwrap();
+        let raw: Vec<i8> = ort.run(&[&prepared.bytes]).unwrap()[0]
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
+        let theirs = report::classify_raw(raw.clone(), &quant, &cfg, None, 3).unwrap();
+        let expected = report::classify_raw(raw.clone(), &tflite_quant, &cfg, None, 3).unwrap();
+        assert_eq!(theirs.to_json(), expected.to_json());
+
+        image_input::fill(&mut interp, image, &cfg).unwrap();
+        interp.invoke().unwrap();
+        let kd: Vec<i8> = interp.output(0).unwrap().iter().map(|&b| b as i8).collect();
+        assert_eq!(kd.len(), raw.len());
+        for (a, b) in raw.iter().zip(&kd) {
+            let d = (i32::from(*a) - i32::from(*b)).abs();
+            assert!(
+                d <= 1,
+                "{}: ORT {raw:?} vs kdruntime {kd:?}",
+                image.display()
+            );
+            equal += usize::from(d == 0);
+        }
+        total += kd.len();
+    }
+    eprintln!("kdrun ORT backend vs kdruntime on the photos: {equal} of {total} outputs equal");
 }
 
 #[test]

@@ -14,9 +14,17 @@
 //! | fused ReLU / ReLU6 | Clip on the int8 output with TFLite's quantised bounds (only when narrower than int8) |
 //!
 //! ONNX Runtime requantises with a float multiplier and rounds half to even where TFLite uses a
-//! fixed-point multiplier; outputs can differ by 1 LSB on rare values (the export tests
-//! measure how rare). Every constant is an initializer named after its tensor (`<t>/scale`,
-//! `<t>/zero_point`, `<op output>/weights`, ...).
+//! fixed-point multiplier: each operator's output can differ by 1 LSB on a fraction of a
+//! percent of its values, and through a trained network those differences grow, so the final
+//! int8 outputs are not bit-exact with TFLite's (trainer/tests/qat_proofs.rs measures both).
+//!
+//! Every constant is an initializer named after its tensor (`<t>/scale`, `<t>/zero_point`,
+//! `<op output>/weights`, ...).
+//!
+//! ONNX tensors carry no quantisation, so the model's `metadata_props` repeat what a runtime
+//! needs to read the bytes, in the format `kdrun run --backend ort` reads:
+//! `kdedge.input_scale` / `kdedge.input_zero_point` (the uint8 input), `kdedge.output_scale` /
+//! `kdedge.output_zero_point` (the int8 output) and `kdedge.output_softmax` (always `false`).
 
 use std::collections::HashSet;
 
@@ -226,6 +234,28 @@ impl Builder {
     }
 }
 
+/// The `metadata_props` written into every model, in order: the graph input's and output's
+/// quantisation and whether the output already went through a softmax (`graph` has passed
+/// [`check_graph`]).
+///
+/// Scales are written as the decimal of their exact float64 value, so a reader parsing them as
+/// float64 (kdrun) and narrowing to float32 gets the graph's scale bit for bit. The integer
+/// graph ends in its fully connected logits, never in a softmax, so `kdedge.output_softmax` is
+/// always `"false"`: a reader applies softmax (multi-class) or sigmoid (multi-label) itself, as
+/// `inference_config.json`'s task says; `"true"` would tell it the int8 values are already
+/// probabilities.
+fn metadata(graph: &IntGraph) -> Vec<(&'static str, String)> {
+    let (input, output) = (&graph.tensors[graph.input], &graph.tensors[graph.output]);
+    let scale = |s: f32| f64::from(s).to_string();
+    vec![
+        ("kdedge.input_scale", scale(input.q.scale)),
+        ("kdedge.input_zero_point", input.q.zero_point.to_string()),
+        ("kdedge.output_scale", scale(output.q.scale)),
+        ("kdedge.output_zero_point", output.q.zero_point.to_string()),
+        ("kdedge.output_softmax", "false".to_string()),
+    ]
+}
+
 /// TFLite filter layout -> ONNX `[O, I/group, KH, KW]`.
 fn onnx_filter(w: &ChannelWeights, depthwise: bool) -> (Vec<i8>, [usize; 4]) {
     let [a, kh, kw, d] = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
@@ -256,7 +286,8 @@ fn onnx_filter(w: &ChannelWeights, depthwise: bool) -> (Vec<i8>, [usize; 4]) {
     }
 }
 
-/// Writes `graph` as an ONNX model (protobuf bytes); see the module docs for the mapping.
+/// Writes `graph` as an ONNX model (protobuf bytes) with its quantisation metadata; see the
+/// module docs for the mapping and the metadata.
 ///
 /// Errors when the graph fails [`check_graph`] or a fused activation has no representable
 /// range at its output's quantisation.
@@ -410,6 +441,13 @@ pub fn write(graph: &IntGraph) -> Result<Vec<u8>> {
                 version: Some(MS_OPSET),
             },
         ],
+        metadata_props: metadata(graph)
+            .into_iter()
+            .map(|(k, v)| StringStringEntryProto {
+                key: Some(k.to_string()),
+                value: Some(v),
+            })
+            .collect(),
     };
     Ok(model.encode_to_vec())
 }

@@ -50,6 +50,20 @@ pub struct ModelProto {
     /// Operator sets used.
     #[prost(message, repeated, tag = "8")]
     pub opset_import: Vec<OperatorSetIdProto>,
+    /// Free-form key/value metadata (`metadata_props`).
+    #[prost(message, repeated, tag = "14")]
+    pub metadata_props: Vec<StringStringEntryProto>,
+}
+
+/// `StringStringEntryProto`: one metadata entry.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringStringEntryProto {
+    /// Key.
+    #[prost(string, optional, tag = "1")]
+    pub key: Option<String>,
+    /// Value.
+    #[prost(string, optional, tag = "2")]
+    pub value: Option<String>,
 }
 
 /// `OperatorSetIdProto`.

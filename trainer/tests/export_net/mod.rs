@@ -9,12 +9,17 @@
 //! conv 3x3 s2 pads (0,1,0,1) ReLU6 -> conv 1x1 -> global average pool -> fully connected.
 //! For S = 50 the first conv needs a PAD (SAME would pad (0,1)), the strided depthwise conv is
 //! exactly SAME (25 -> 13), the (0,1,0,1) conv needs a PAD again (SAME would give 7, not 6).
+//!
+//! [`per_op`] compares ONNX Runtime with TFLite's reference kernels operator by operator, each
+//! fed the same int8 inputs.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use kdruntime::letterbox::{letterbox, Image, OutputFormat};
+use kdtests::reference::{self, TempDir};
 use kdtrainer::data::import::SplitMix64;
+use kdtrainer::export::{onnx, tflite};
 use kdtrainer::pipeline::decode;
 use kdtrainer::quant::graph::*;
 
@@ -571,4 +576,85 @@ pub fn kdruntime_outputs(model: &[u8], inputs: &[Vec<u8>]) -> Vec<Vec<u8>> {
             it.output(0).unwrap().to_vec()
         })
         .collect()
+}
+
+/// Per operator, with identical inputs: BUILTIN_REF with every tensor preserved gives each
+/// operator's int8 inputs and output; the ONNX operator's nodes (cut out of the exported model
+/// with onnx.utils.extract_model) run in ORT on those inputs (NCHW) and are compared.
+const PER_OP: &str = r#"
+import json, sys, numpy as np, onnx, onnx.utils, onnxruntime as ort
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+tfl, onx, inp, edges_json, work = sys.argv[1:6]
+edges = json.loads(edges_json)
+it = Interpreter(model_path=tfl, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                 experimental_preserve_all_tensors=True)
+it.allocate_tensors()
+idx = {d["name"]: d["index"] for d in it.get_tensor_details()}
+shape = it.get_input_details()[0]["shape"]
+x = np.fromfile(inp, dtype=np.uint8).reshape(-1, *shape)
+m = onnx.load(onx)
+for e in edges:  # value_info lets extract_model cut at every activation (int8, shape free)
+    for n in e[0] + [e[1]]:
+        m.graph.value_info.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT8, None))
+onnx.save(m, work + "/vi.onnx")
+so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+sess = []
+for i, (ins, out) in enumerate(edges):
+    onnx.utils.extract_model(work + "/vi.onnx", f"{work}/{i}.onnx", ins, [out], check_model=False)
+    sess.append(ort.InferenceSession(f"{work}/{i}.onnx", so, providers=["CPUExecutionProvider"]))
+res = [[0, 0, 0] for _ in edges]
+for xi in x:
+    it.set_tensor(it.get_input_details()[0]["index"], xi)
+    it.invoke()
+    for (ins, out), s, r in zip(edges, sess, res):
+        feed = {}
+        for n in ins:
+            t = it.get_tensor(idx[n])
+            feed[n] = t.transpose(0, 3, 1, 2).copy() if t.ndim == 4 and t.dtype == np.int8 else t
+        v = s.run([out], feed)[0]
+        if v.ndim == 4:
+            v = v.transpose(0, 2, 3, 1)
+        d = np.abs(v.astype(np.int32) - it.get_tensor(idx[out]).astype(np.int32))
+        r[0] += int((d != 0).sum()); r[1] += int(d.size); r[2] = max(r[2], int(d.max()))
+print(json.dumps(res))
+"#;
+
+/// For each operator of `g` on `inputs`: its output tensor's name and `[values that differ,
+/// values, largest difference in LSB]`.
+pub fn per_op(g: &IntGraph, inputs: &[Vec<u8>]) -> Vec<(String, [usize; 3])> {
+    let name = |i: usize| g.tensors[i].name.clone();
+    let edges: Vec<(Vec<String>, String)> = g
+        .ops
+        .iter()
+        .map(|op| match op {
+            IntOp::Quantize { input, output }
+            | IntOp::Conv { input, output, .. }
+            | IntOp::GlobalAvgPool { input, output }
+            | IntOp::FullyConnected { input, output, .. } => (vec![name(*input)], name(*output)),
+            IntOp::Add { a, b, output, .. } => (vec![name(*a), name(*b)], name(*output)),
+        })
+        .collect();
+    let dir = TempDir::new("per-op").unwrap();
+    let tfl = dir
+        .write("m.tflite", &tflite::write(g, "t").unwrap())
+        .unwrap();
+    let onx = dir.write("m.onnx", &onnx::write(g).unwrap()).unwrap();
+    let inp = dir.write("in.bin", &inputs.concat()).unwrap();
+    let (python, _) = reference::harness_paths().unwrap();
+    let out = std::process::Command::new(python)
+        .args(["-c", PER_OP])
+        .args([&tfl, &onx, &inp])
+        .arg(serde_json::to_string(&edges).unwrap())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "per-op script: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: Vec<[usize; 3]> =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    edges.into_iter().map(|e| e.1).zip(res).collect()
 }
