@@ -10,42 +10,26 @@
 # if missing). Usage: scripts/arm-test.sh [aarch64|cmake|firmware ...]   (default: all)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TAG=arm-test
+# shellcheck source=scripts/arm-lib.sh
+source "$ROOT/scripts/arm-lib.sh"
 cd "$ROOT"
-ARM="$ROOT/target/arm"          # Debian's rustc builds here, apart from rustup's target/
 WORK="$ARM/test"
 A64=aarch64-unknown-linux-gnu
-JOBS="${CARGO_BUILD_JOBS:-2}"
 mkdir -p "$WORK"
-
-say() { printf '== arm-test: %s\n' "$*"; }
-fail() { echo "arm-test: FAILED: $*" >&2; exit 1; }
-for tool in /usr/bin/cargo /usr/bin/rustc aarch64-linux-gnu-gcc qemu-aarch64 arm-none-eabi-gcc qemu-system-arm cmake; do
-    command -v "$tool" >/dev/null || fail "$tool not found: run scripts/setup.sh arm"
-done
-[ -d /usr/lib/rustlib/src/rust/library ] || fail "rust-src missing: run scripts/setup.sh arm"
-
-# Debian's rustc 1.96 (rustup's toolchain has no std for these targets and cannot build one):
-# -Zbuild-std rebuilds the standard library from rust-web-src for the target.
-arm_cargo() {
-    PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$ARM" \
-        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
-        "$@"
-}
+arm_require /usr/bin/cargo /usr/bin/rustc aarch64-linux-gnu-gcc qemu-aarch64 arm-none-eabi-gcc qemu-system-arm cmake
 QEMU_A64=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
-HOST="$ROOT/target/debug"
 
-host_tools() {
-    # The host (x86_64) side of every comparison: rustup's toolchain, as in the rest of make test.
-    cargo build -q -j "$JOBS" -p kdrun -p kdruntime-capi
-    cargo build -q -j "$JOBS" -p kdtests --bin demo-model
+# The host tools and the demo model and photo every step compares on.
+demo_tools() {
+    host_tools demo-model
     [ -d "$WORK/demo" ] && [ "$WORK/demo/model.tflite" -nt "$HOST/demo-model" ] \
         || "$HOST/demo-model" "$WORK/demo" >/dev/null
 }
 
 step_aarch64() {
     local t0=$SECONDS
-    host_tools
+    demo_tools
     say "aarch64: cross-building kdrun and libkdruntime.{a,so} (profile arm-test, -Zbuild-std)"
     arm_cargo cargo build -q -j "$JOBS" --profile arm-test -Zbuild-std --target $A64 -p kdrun -p kdruntime-capi
     local kdrun64="$ARM/$A64/arm-test/kdrun"
@@ -132,18 +116,14 @@ step_cmake() {
 
 step_firmware() {
     local t0=$SECONDS
-    host_tools
+    demo_tools
     say "firmware: Cortex-M4F image (demo model, real photo) under qemu-system-arm mps2-an386"
     local fw="$ARM/firmware"
     mkdir -p "$fw/demo"
     cp -p "$WORK/demo/model.tflite" "$WORK/demo/photo.ppm" "$fw/demo/"
-    make -s -C firmware KDRUN="$HOST/kdrun" PHOTO_NAME=chelsea.png >/dev/null
-    # Exit status: 0 equal, 1 differs, 2 API error, 3 fault; the log is kept for the figures.
-    if ! make -s -C firmware run KDRUN="$HOST/kdrun" PHOTO_NAME=chelsea.png > "$fw/run.log" 2>&1; then
-        cat "$fw/run.log"; fail "firmware (exit status above; log in $fw/run.log)"
-    fi
+    # The log is kept for the figures (scripts/arm-figures.sh).
+    firmware_run "$fw/run.log" PHOTO_NAME=chelsea.png
     cat "$fw/run.log"
-    grep -q '^PASS' "$fw/run.log" || fail "firmware printed no PASS line"
     if arm-none-eabi-nm -C "$fw/firmware.elf" | grep -E 'core::fmt|panic_fmt|malloc'; then
         fail "the firmware links formatting or allocation code (symbols above)"
     fi

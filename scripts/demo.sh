@@ -3,7 +3,9 @@
 # a release build): import and validate the default data set with kdtrain, train a teacher and
 # a student from scratch on it (distillation, QAT and export are not built yet), write a small int8
 # network, run it on kdruntime through kdrun on a real photo, check kdruntime's output byte
-# for byte against TFLite's reference kernels, and run the C example on the same photo.
+# for byte against TFLite's reference kernels, and run the C example on the same photo; once
+# kdtrain train writes an export folder, classify a test image with it through kdrun, the C
+# example and the Cortex-M4F firmware under QEMU (scripts/classify-exported.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -57,6 +59,18 @@ if [ "$c_raw" = "$rust_raw" ]; then
 else
     echo "MISMATCH: C example [$c_raw] vs kdrun [$rust_raw]" >&2
     exit 1
+fi
+
+say "7. the exported files on a test image: kdrun, the C example and the Cortex-M4F firmware (QEMU)"
+# scripts/classify-exported.sh needs the export folder kdtrain train writes (model_qat_int8.tflite,
+# model_data.c/.h, labels.txt, inference_config.json); it fails unless all three agree.
+export_dir="$(find "$OUT/train" -name model_qat_int8.tflite -printf '%h\n' | sort | head -1)"
+if [ -n "$export_dir" ]; then
+    IFS=, read -r image label < "$OUT/data/test.txt"
+    echo "-- $image (labelled $label) with $export_dir"
+    bash scripts/classify-exported.sh "$export_dir" "$OUT/data/images/$image"
+else
+    echo "kdtrain train wrote no export folder under $OUT/train yet: step skipped"
 fi
 
 echo

@@ -8,7 +8,7 @@
 
 #include "host_reference.h" /* generated: HOST_ARENA_SIZE, g_expected_output */
 #include "kdruntime.h"
-#include "model_data.h" /* g_model_data, g_model_data_len: the exporter's C array */
+#include "model_data.h" /* kdedge_model_data, kdedge_model_data_len: the exporter's C array */
 #include "semihost.h"
 #include "startup.h"
 #include "test_image.h" /* generated: the photo's RGB pixels */
@@ -49,11 +49,12 @@ int main(void)
 
     size_t need = 0;
     fw_mark_init();
-    if (check(kd_model_arena_size(g_model_data, g_model_data_len, &need), "kd_model_arena_size")) {
+    if (check(kd_model_arena_size(kdedge_model_data, kdedge_model_data_len, &need),
+              "kd_model_arena_size")) {
         return EXIT_API_ERROR;
     }
     sh_puts("model: ");
-    sh_put_u32((uint32_t)g_model_data_len);
+    sh_put_u32((uint32_t)kdedge_model_data_len);
     sh_puts(" bytes in flash; arena: ");
     sh_put_u32((uint32_t)need);
     sh_puts(" bytes (host plan: ");
@@ -63,7 +64,8 @@ int main(void)
         sh_puts("firmware: the device needs a larger arena than the host planned\n");
         return EXIT_API_ERROR;
     }
-    if (check(kd_interpreter_init(&interp, g_model_data, g_model_data_len, arena, sizeof arena),
+    if (check(kd_interpreter_init(&interp, kdedge_model_data, kdedge_model_data_len, arena,
+                                  sizeof arena),
               "kd_interpreter_init")) {
         return EXIT_API_ERROR;
     }

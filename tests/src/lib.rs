@@ -11,6 +11,7 @@
 //!   sections.
 //! - [`nets`]: whole full-integer networks (MobileNetV2, EfficientNet-Lite) with calibrated
 //!   quantisation, for whole-network parity tests, benchmarks and the demo.
+//! - [`ppm`]: any image as the binary PPM the C example and the firmware read.
 #![deny(missing_docs)]
 
 pub mod allops;
@@ -18,6 +19,7 @@ pub mod bench;
 pub mod gen;
 pub mod kd;
 pub mod nets;
+pub mod ppm;
 pub mod reference;
 pub mod rng;
 

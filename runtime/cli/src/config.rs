@@ -22,13 +22,20 @@ pub enum Task {
 
 /// Input normalisation for models whose input tensor is int8 rather than uint8 (a uint8 input
 /// carries its normalisation in its own scale and zero point): `real = (pixel - mean) / std`.
+///
+/// In the file, `mean` and `std` are numbers or per-channel lists (the exporter writes lists
+/// and `folded_into_model: true`, its models having uint8 inputs); int8 inputs take one value,
+/// so a list must repeat it unless the normalisation is folded into the model.
 #[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawNormalization")]
 pub struct Normalization {
     /// Subtracted from every 0..255 pixel value.
     pub mean: f32,
     /// Divides the centred value.
     pub std: f32,
+    /// The model's uint8 input quantisation carries the normalisation (the exporter's models):
+    /// the letterboxed pixels go in as they are, and an int8 input is an error.
+    pub folded_into_model: bool,
 }
 
 impl Default for Normalization {
@@ -37,7 +44,52 @@ impl Default for Normalization {
         Self {
             mean: 127.0,
             std: 128.0,
+            folded_into_model: false,
         }
+    }
+}
+
+/// One value, or one per channel.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Channels {
+    One(f32),
+    Each(Vec<f32>),
+}
+
+/// `normalization` as written in the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNormalization {
+    mean: Channels,
+    std: Channels,
+    #[serde(default)]
+    folded_into_model: bool,
+    /// The exporter's explanation for readers.
+    #[serde(default, rename = "note")]
+    _note: Option<serde::de::IgnoredAny>,
+}
+
+impl TryFrom<RawNormalization> for Normalization {
+    type Error = String;
+
+    fn try_from(raw: RawNormalization) -> std::result::Result<Self, String> {
+        let one = |c: Channels, key: &str| match c {
+            Channels::One(v) => Ok(v),
+            Channels::Each(v) => match v.first() {
+                None => Err(format!("normalization.{key} is an empty list")),
+                Some(&x) if raw.folded_into_model || v.iter().all(|&y| y == x) => Ok(x),
+                Some(_) => Err(format!(
+                    "normalization.{key} = {v:?}: int8 inputs take one value for every channel \
+                     (per-channel values need folded_into_model: true)"
+                )),
+            },
+        };
+        Ok(Self {
+            mean: one(raw.mean, "mean")?,
+            std: one(raw.std, "std")?,
+            folded_into_model: raw.folded_into_model,
+        })
     }
 }
 
@@ -50,6 +102,25 @@ pub struct Thresholds {
     pub per_class: Option<Vec<f32>>,
 }
 
+/// `thresholds` in the file: null (multi-class; the exporter writes that), a list with one
+/// threshold per class (the exporter's multi-label form), or `{global, per_class}`.
+fn thresholds<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Thresholds, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        PerClass(Vec<f32>),
+        Table(Thresholds),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        None => Thresholds::default(),
+        Some(Raw::PerClass(v)) => Thresholds {
+            global: None,
+            per_class: Some(v),
+        },
+        Some(Raw::Table(t)) => t,
+    })
+}
+
 /// What kdrun reads from inference_config.json.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct InferenceConfig {
@@ -59,7 +130,7 @@ pub struct InferenceConfig {
     /// Class names in output order.
     pub labels: Option<Vec<String>>,
     /// Multi-label thresholds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "thresholds")]
     pub thresholds: Thresholds,
     /// Normalisation for int8-input models.
     #[serde(default)]
@@ -109,4 +180,57 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>> {
     let labels = kdruntime::postprocess::Labels::parse(&bytes)
         .with_context(|| format!("parsing {}", path.display()))?;
     Ok(labels.iter().map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> std::result::Result<InferenceConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_the_exporters_normalization_and_thresholds() {
+        // The shapes kdtrain's exporter writes (trainer/src/export/sidecars.rs).
+        let norm = r#""normalization": {"folded_into_model": true, "mean": [0.485, 0.456, 0.406],
+            "note": "feed the letterboxed uint8 bytes as they are", "std": [0.229, 0.224, 0.225]}"#;
+        let c = parse(&format!(
+            r#"{{"task": "multi-class", {norm}, "thresholds": null}}"#
+        ))
+        .unwrap();
+        assert!(c.normalization.folded_into_model);
+        assert_eq!(c.thresholds_for(3).unwrap(), [0.5, 0.5, 0.5]);
+        let c = parse(&format!(
+            r#"{{"task": "multi-label", {norm}, "thresholds": [0.25, 0.5, 0.75]}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.task, Task::MultiLabel);
+        assert_eq!(c.thresholds_for(3).unwrap(), [0.25, 0.5, 0.75]);
+        assert!(c.thresholds_for(2).is_err());
+    }
+
+    #[test]
+    fn reads_kdruns_own_form() {
+        let c = parse(
+            r#"{"normalization": {"mean": 127.5, "std": [64, 64, 64]},
+                "thresholds": {"global": 0.3}}"#,
+        )
+        .unwrap();
+        assert_eq!((c.normalization.mean, c.normalization.std), (127.5, 64.0));
+        assert!(!c.normalization.folded_into_model);
+        assert_eq!(c.thresholds_for(2).unwrap(), [0.3, 0.3]);
+        let d = parse("{}").unwrap().normalization;
+        assert_eq!((d.mean, d.std, d.folded_into_model), (127.0, 128.0, false));
+    }
+
+    #[test]
+    fn refuses_what_an_int8_input_cannot_use() {
+        let e = parse(r#"{"normalization": {"mean": [1, 2, 3], "std": 1}}"#).unwrap_err();
+        assert!(e.contains("normalization.mean = [1.0, 2.0, 3.0]"), "{e}");
+        let e = parse(r#"{"normalization": {"mean": 1, "std": []}}"#).unwrap_err();
+        assert!(e.contains("normalization.std is an empty list"), "{e}");
+        let e = parse(r#"{"normalization": {"mean": 1, "std": 1, "scale": 2}}"#).unwrap_err();
+        assert!(e.contains("unknown field `scale`"), "{e}");
+    }
 }

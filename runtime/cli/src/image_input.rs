@@ -117,6 +117,12 @@ pub fn prepare(path: &Path, spec: &InputSpec, cfg: &InferenceConfig) -> Result<P
         .with_context(|| path.display().to_string())?;
     if let InputType::Int8 { scale, zero_point } = spec.dtype {
         let n = cfg.normalization;
+        if n.folded_into_model {
+            bail!(
+                "the model's input is int8, but the inference config says the normalisation \
+                 is folded into the model (normalization.folded_into_model, for uint8 inputs)"
+            );
+        }
         quantize_pixels_to_int8(&mut bytes, n.mean, n.std, scale, zero_point as f32);
     }
     Ok(Prepared {
@@ -138,4 +144,26 @@ pub fn fill(
     let p = prepare(path, &spec, cfg)?;
     interp.input_mut(0)?.copy_from_slice(&p.bytes);
     Ok(p.geometry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_normalization_with_an_int8_input_is_an_error() {
+        let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/raw/photos/coffee.png");
+        let int8 = InputType::Int8 {
+            scale: 1.0 / 128.0,
+            zero_point: 0,
+        };
+        let spec = InputSpec::new("input 0", &[1, 8, 8, 3], int8).unwrap();
+        let mut cfg = InferenceConfig::default();
+        assert!(prepare(&photo, &spec, &cfg).is_ok());
+        cfg.normalization.folded_into_model = true;
+        let e = prepare(&photo, &spec, &cfg).err().unwrap().to_string();
+        assert!(e.contains("normalization.folded_into_model"), "{e}");
+        let uint8 = InputSpec::new("input 0", &[1, 8, 8, 3], InputType::UInt8).unwrap();
+        assert!(prepare(&photo, &uint8, &cfg).is_ok());
+    }
 }

@@ -32,12 +32,7 @@ fn main() -> ExitCode {
         let photo = kdtests::workspace_root()
             .join("data/raw/photos")
             .join(&net.photo);
-        let rgb = image::open(&photo)
-            .map_err(|e| format!("decoding {}: {e}", photo.display()))?
-            .to_rgb8();
-        let mut ppm = format!("P6\n{} {}\n255\n", rgb.width(), rgb.height()).into_bytes();
-        ppm.extend_from_slice(rgb.as_raw());
-        write("photo.ppm", &ppm)?;
+        write("photo.ppm", &kdtests::ppm::from_image(&photo)?)?;
         println!(
             "{}: {} bytes, {} operators, {:.1} M MACs, input {}x{}x3 uint8 ({})",
             net.name,
