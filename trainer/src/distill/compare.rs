@@ -254,7 +254,8 @@ pub fn plot_curves(distilled: &[EpochRecord], scratch: &[EpochRecord], path: &Pa
     let epochs = distilled.len().max(scratch.len()).max(1) as f64;
     let loss = |r: &EpochRecord| [r.train_loss, r.val_loss];
     let accuracy = |r: &EpochRecord| [metric(r), f64::NAN];
-    let panels: [(_, &str, &dyn Fn(&EpochRecord) -> [f64; 2]); 2] = [
+    type Series<'a> = &'a dyn Fn(&EpochRecord) -> [f64; 2];
+    let panels: [(_, &str, Series); 2] = [
         (&left, "loss (thick: train, thin: val)", &loss),
         (&right, "validation accuracy", &accuracy),
     ];
