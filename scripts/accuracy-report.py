@@ -74,6 +74,17 @@ def main():
         "columns": ["model", "top-1", "top-5"],
         "rows": qrows,
     }
+    tables = [distil_table, quant_table]
+    abl = run / "ablations" / "ablations.json"
+    if abl.exists():
+        a = load(abl)
+        tables.append({
+            "caption": "Distillation ablations (scripts/distill-ablations.sh: the same student "
+                       "and schedule distilled from the run's teacher on a subset of the training "
+                       "images, one setting changed at a time; test split)",
+            "columns": ["distillation setting", "top-1", "top-5"],
+            "rows": [[k, cell(v["top1"]), cell(v["top5"])] for k, v in a.items()],
+        })
     report = {
         "title": "Accuracy study: distillation and quantisation on Fashion-MNIST",
         "device": device,
@@ -87,7 +98,7 @@ def main():
             "integer simulation; int8 figures from kdruntime running the exported .tflite, which "
             "equals TFLite's BUILTIN_REF bit for bit).",
         ],
-        "tables": [distil_table, quant_table],
+        "tables": tables,
         "plots": [],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
