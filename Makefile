@@ -27,7 +27,8 @@ test: setup
 bench: setup
 	@$(MAKE) --no-print-directory bench-run
 
-BENCH_MODELS ?=
+# Default: the distilled, quantised student of the last `make demo` when there is one.
+BENCH_MODELS ?= $(wildcard out/demo/train/quantize/export/model_qat_int8.tflite)
 comma := ,
 bench-run:
 	cargo build --release -p kdtests --bin bench

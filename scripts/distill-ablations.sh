@@ -13,12 +13,16 @@ OUT="$RUN/ablations"
 mkdir -p "$OUT"
 # variant name | sed edits of the distillation section
 variants=(
-  "kd_alpha 0 (labels only)|s/^  kd_alpha: .*/  kd_alpha: 0.0/"
-  "kd_alpha 0.7, T 4 (the configuration)|"
-  "kd_alpha 0.7, T 1|s/^  temperature: .*/  temperature: 1.0/"
-  "kd_alpha 0.9, T 4|s/^  kd_alpha: .*/  kd_alpha: 0.9/"
-  "kd_alpha 0.7, T 4, confidence pmax|s/^  confidence: none/  confidence: pmax/"
-  "kd_alpha 0.7, temperatures [2, 4, 8]|s/^  temperatures: \[\]/  temperatures: [2, 4, 8]/"
+  "T 4, kd_alpha 0.7, weighting none (base)|"
+  "T 1|s/^  temperature: .*/  temperature: 1.0/"
+  "T 2|s/^  temperature: .*/  temperature: 2.0/"
+  "T 8|s/^  temperature: .*/  temperature: 8.0/"
+  "kd_alpha 0.3|s/^  kd_alpha: .*/  kd_alpha: 0.3/"
+  "kd_alpha 0.5|s/^  kd_alpha: .*/  kd_alpha: 0.5/"
+  "kd_alpha 0.9|s/^  kd_alpha: .*/  kd_alpha: 0.9/"
+  "weighting pmax|s/^  confidence: none/  confidence: pmax/"
+  "weighting threshold 0.5|s/^  confidence: none/  confidence: threshold/"
+  "kd_alpha 0 (labels only, the scratch recipe)|s/^  kd_alpha: .*/  kd_alpha: 0.0/"
 )
 echo "{" > "$OUT/ablations.json.tmp"
 first=1
