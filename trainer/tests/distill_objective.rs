@@ -167,8 +167,7 @@ fn cached_and_live_teachers_give_the_same_targets_and_every_step_logs_its_statis
         &options(&data, tmp.path().join("stale"), cfg),
         Some(&src),
     )
-    .err()
-    .expect("a stale cache must be refused");
+    .expect_err("a stale cache must be refused");
     let msg = format!("{e:#}");
     assert!(msg.contains("t.kdl") && msg.contains("teacher"), "{msg}");
 }

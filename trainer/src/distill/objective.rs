@@ -335,7 +335,7 @@ impl Objective for KdObjective<'_> {
             &batch.indices,
             &self.list_file,
         )? {
-            mask = mask * d.to_device(device);
+            mask = &mask * d.to_device(device);
         }
         let (mut loss, kd) = self.loss.compute(
             logits,
@@ -356,11 +356,11 @@ impl Objective for KdObjective<'_> {
             let t_taps = set.member_features(0, &t_images)?;
             let f = fm.loss(&taps, &t_taps)?;
             stats.insert("feature".to_string(), f.double_value(&[]));
-            loss = loss + f * self.feature_weight;
+            loss = &loss + f * self.feature_weight;
         }
         if let Some(g) = gate_loss {
             stats.insert("gate".to_string(), g.double_value(&[]));
-            loss = loss + g;
+            loss = &loss + g;
         }
         stats.insert("total".to_string(), loss.double_value(&[]));
         Ok(StepLoss { loss, stats })
