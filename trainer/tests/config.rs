@@ -56,7 +56,7 @@ fn default_yaml_parses_with_the_documented_values() {
         (c.distillation.kd_alpha, c.distillation.temperature),
         (0.7, 4.0)
     );
-    assert_eq!((c.qat.epochs, c.qat.lr), (3, 0.0001));
+    assert_eq!((c.qat.epochs, c.qat.lr), (5, 0.00001));
     assert_eq!(
         (
             c.qat.freeze_bn_fraction,
