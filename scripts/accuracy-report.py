@@ -99,9 +99,14 @@ def main():
             "equals TFLite's BUILTIN_REF bit for bit).",
         ],
         "tables": tables,
-        "plots": [],
+        "plots": [],  # filled below
     }
     out.parent.mkdir(parents=True, exist_ok=True)
+    curves = run / "comparison" / "comparison_curves.svg"
+    if curves.exists():
+        dst = out.parent / "accuracy_curves.svg"
+        dst.write_bytes(curves.read_bytes())
+        report["plots"].append(str(dst))
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 
