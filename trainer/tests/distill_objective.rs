@@ -152,7 +152,9 @@ fn cached_and_live_teachers_give_the_same_targets_and_every_step_logs_its_statis
     )
     .unwrap();
     let c = steps(&alone);
-    for k in ["mean_conf", "min_conf", "max_conf", "kd", "ce"] {
+    // (The student's side, CE and KD, is not compared: tests running in parallel draw from
+    // libtorch's one global generator, so the student's initial weights differ between runs.)
+    for k in ["mean_conf", "min_conf", "max_conf"] {
         assert_eq!(f(&c[0], k), f(&b[0], k), "{k}");
     }
 
