@@ -39,7 +39,13 @@ bash scripts/classify-exported.sh "$EXPORT" "$OUT/data/images/$image"
 
 say "5. what the run measured"
 cat "$OUT/train/comparison/comparison.md"
-"$PY" -c 'import json,sys; q=json.load(open(sys.argv[1])); [print(f"{k}: top-1 {q[k]["top1"]:.4f}") for k in ("float","ptq_int8","qat_int8") if q.get(k)]' "$OUT/train/quantize/quantize.json"
+"$PY" - "$OUT/train/quantize/quantize.json" <<'PYEOF'
+import json, sys
+q = json.load(open(sys.argv[1]))
+for k, name in (("float", "float32"), ("ptq_int8", "PTQ int8"), ("qat_int8", "QAT int8")):
+    if q.get(k):
+        print(f"{name}: test top-1 {q[k]['top1']:.4f} (kdruntime for int8)")
+PYEOF
 
 echo
 echo "demo finished in $(( $(date +%s) - t0 )) s; outputs in out/demo/"
