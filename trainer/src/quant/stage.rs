@@ -30,6 +30,7 @@ use crate::export::{self, ExportOptions, ExportReport};
 use crate::models::Classifier;
 use crate::pipeline::Loader;
 use crate::stages::{self, DistilSource, SavedModel, StageOptions};
+use crate::train::objective::{HardLoss, Objective};
 use crate::train::{self, checkpoint, EpochRecord, PhaseSpec, TrainReport, TrainSpec, Trainable};
 
 /// What [`quantize`] measured and wrote.
@@ -192,17 +193,13 @@ pub fn quantize(
         }
     };
     let groups = qnet.layer_groups();
-    let report = match distil {
-        None => train::run_observed(
-            &tspec,
-            &train_src,
-            &val_src,
-            &qnet,
-            &mut qvs,
-            &groups,
-            &qat_dir,
-            &mut on_epoch,
-        )?,
+    let mut hard = HardLoss {
+        mode: ds.mode,
+        autocast: false,
+    };
+    let mut kd_objective;
+    let objective: &mut dyn Objective = match distil {
+        None => &mut hard,
         Some(d) => {
             // Self-distillation's EMA teacher is gone after the float run: the float student
             // teaches its own quantised copy.
@@ -216,20 +213,21 @@ pub fn quantize(
             let kd = qat_distillation(&cfg.distillation);
             let source = stages::teacher_source(&d, cfg, &ds, &qvs, &spec, &train_opts)?;
             let probe = stages::probe_images(&train_src, cfg.batch_size)?.to_device(device);
-            let mut objective = KdObjective::new(&qnet, &kd, &ds, cfg.qat.epochs, source, &probe)?;
-            train::run_with(
-                &tspec,
-                &train_src,
-                &val_src,
-                &qnet,
-                &mut qvs,
-                &groups,
-                &qat_dir,
-                &mut objective,
-                &mut on_epoch,
-            )?
+            kd_objective = KdObjective::new(&qnet, &kd, &ds, cfg.qat.epochs, source, &probe)?;
+            &mut kd_objective
         }
     };
+    let report = train::run_with(
+        &tspec,
+        &train_src,
+        &val_src,
+        &qnet,
+        &mut qvs,
+        &groups,
+        &qat_dir,
+        objective,
+        &mut on_epoch,
+    )?;
     let best = report
         .best_weights
         .clone()
