@@ -807,26 +807,7 @@ impl Graph {
                     } else {
                         Activation::None
                     };
-                    let op = if *depthwise {
-                        Op::DepthwiseConv2d {
-                            padding,
-                            stride_w: s,
-                            stride_h: s,
-                            dilation_w: 1,
-                            dilation_h: 1,
-                            depth_multiplier: 1,
-                            activation,
-                        }
-                    } else {
-                        Op::Conv2d {
-                            padding,
-                            stride_w: s,
-                            stride_h: s,
-                            dilation_w: 1,
-                            dilation_h: 1,
-                            activation,
-                        }
-                    };
+                    let op = Op::conv(*depthwise, padding, s, activation);
                     b.add_op(op, &[ids[*src], filter, bias], &[ids[*dst]]);
                 }
                 Node::Add { a, b: rhs, dst } => {

@@ -221,6 +221,33 @@ pub fn epoch_line(r: &EpochRecord) -> String {
     s
 }
 
+/// `--limit-train N`: keeps the first `n` images of the training list (at least 1).
+pub fn limit_train(ds: &mut Dataset, limit: Option<usize>) -> Result<()> {
+    if let Some(n) = limit {
+        if n == 0 {
+            bail!("--limit-train: must be at least 1");
+        }
+        if let Some(s) = ds.splits.iter_mut().find(|s| s.split == Split::Train) {
+            s.entries.truncate(n);
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir/checkpoints`; without `resume`, refuses a folder that already holds a
+/// checkpoint (before anything is written over it).
+pub fn checkpoint_dir(dir: &Path, resume: bool) -> Result<()> {
+    std::fs::create_dir_all(dir.join("checkpoints"))
+        .with_context(|| format!("{}: cannot create", dir.display()))?;
+    if !resume && checkpoint::Dir::create(dir)?.read_state()?.is_some() {
+        bail!(
+            "{}: holds a checkpoint; pass --resume to continue it or choose an empty --out-dir",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Trains the teacher or student of `opts.config` (see the module docs for the folder), then
 /// evaluates its best checkpoint on the test split.
 pub fn train_network(role: Role, opts: &StageOptions) -> Result<StageReport> {
@@ -311,14 +338,7 @@ pub fn train_network_with(
         .clone()
         .unwrap_or_else(|| cfg.network(role).arch.clone());
     let spec = cfg.model_spec(role, opts.arch.as_deref())?;
-    if let Some(n) = opts.limit_train {
-        if n == 0 {
-            bail!("--limit-train: must be at least 1");
-        }
-        if let Some(s) = ds.splits.iter_mut().find(|s| s.split == Split::Train) {
-            s.entries.truncate(n);
-        }
-    }
+    limit_train(&mut ds, opts.limit_train)?;
     let saved = SavedModel::new(role, &arch, &spec, &ds.classes, ds.mode);
     let saved_path = SavedModel::path(&opts.out_dir);
     if opts.resume && saved_path.exists() {
@@ -356,18 +376,7 @@ pub fn train_network_with(
     let mut tspec = TrainSpec::from_config(cfg, role, ds.mode, ds.classes.clone());
     tspec.resume = opts.resume;
 
-    std::fs::create_dir_all(opts.out_dir.join("checkpoints"))
-        .with_context(|| format!("{}: cannot create", opts.out_dir.display()))?;
-    if !opts.resume
-        && checkpoint::Dir::create(&opts.out_dir)?
-            .read_state()?
-            .is_some()
-    {
-        bail!(
-            "{}: holds a checkpoint; pass --resume to continue it or choose an empty --out-dir",
-            opts.out_dir.display()
-        );
-    }
+    checkpoint_dir(&opts.out_dir, opts.resume)?;
     checkpoint::atomic_write_text(&saved_path, &(serde_json::to_string_pretty(&saved)? + "\n"))?;
     if !opts.quiet {
         eprintln!(

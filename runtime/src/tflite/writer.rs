@@ -332,6 +332,31 @@ pub enum Op {
 }
 
 impl Op {
+    /// A CONV_2D, or a DEPTHWISE_CONV_2D with depth multiplier 1, with the same stride in both
+    /// directions and no dilation: the convolution every MobileNet-style layer uses.
+    pub fn conv(depthwise: bool, padding: Padding, stride: i32, activation: Activation) -> Op {
+        if depthwise {
+            Op::DepthwiseConv2d {
+                padding,
+                stride_w: stride,
+                stride_h: stride,
+                dilation_w: 1,
+                dilation_h: 1,
+                depth_multiplier: 1,
+                activation,
+            }
+        } else {
+            Op::Conv2d {
+                padding,
+                stride_w: stride,
+                stride_h: stride,
+                dilation_w: 1,
+                dilation_h: 1,
+                activation,
+            }
+        }
+    }
+
     /// The `BuiltinOperator` code.
     pub fn builtin_code(&self) -> i32 {
         match self {

@@ -292,9 +292,10 @@ impl Objective for KdObjective<'_> {
         let logits = tap("logits")?;
         if !distil {
             let loss = hard_loss(self.mode, logits, targets);
+            let ce = loss.double_value(&[]);
             let mut stats = BTreeMap::new();
-            stats.insert("total".to_string(), loss.double_value(&[]));
-            stats.insert("ce".to_string(), loss.double_value(&[]));
+            stats.insert("total".to_string(), ce);
+            stats.insert("ce".to_string(), ce);
             stats.insert("kd_weight".to_string(), 0.0);
             return Ok(StepLoss { loss, stats });
         }

@@ -150,26 +150,7 @@ pub fn write(graph: &IntGraph, description: &str) -> Result<Vec<u8>> {
                 let (filter, bias) = add_weights(&mut b, &y.name, weights, axis, x.q.scale)?;
                 let s = *stride as i32;
                 let activation = activation(*act);
-                let op = if *depthwise {
-                    Op::DepthwiseConv2d {
-                        padding,
-                        stride_w: s,
-                        stride_h: s,
-                        dilation_w: 1,
-                        dilation_h: 1,
-                        depth_multiplier: 1,
-                        activation,
-                    }
-                } else {
-                    Op::Conv2d {
-                        padding,
-                        stride_w: s,
-                        stride_h: s,
-                        dilation_w: 1,
-                        dilation_h: 1,
-                        activation,
-                    }
-                };
+                let op = Op::conv(*depthwise, padding, s, activation);
                 b.add_op(op, &[conv_in, filter, bias], &[ids[*output]]);
             }
             IntOp::Add {

@@ -92,11 +92,7 @@ pub fn quantize(
             saved.classes
         );
     }
-    if let Some(n) = opts.limit_train {
-        if let Some(s) = ds.splits.iter_mut().find(|s| s.split == Split::Train) {
-            s.entries.truncate(n.max(1));
-        }
-    }
+    stages::limit_train(&mut ds, opts.limit_train)?;
     let device = opts.device;
     let (float_vs, float) = stages::load_trained(student_dir, &saved, device)?;
     let spec = float.spec().clone();
@@ -178,14 +174,7 @@ pub fn quantize(
     tspec.mixed_precision = false;
     tspec.resume = opts.resume;
     let qat_dir = opts.out_dir.join("qat");
-    std::fs::create_dir_all(qat_dir.join("checkpoints"))
-        .with_context(|| format!("{}: cannot create", qat_dir.display()))?;
-    if !opts.resume && checkpoint::Dir::create(&qat_dir)?.read_state()?.is_some() {
-        bail!(
-            "{}: holds a checkpoint; pass --resume to continue it or choose an empty --out-dir",
-            qat_dir.display()
-        );
-    }
+    stages::checkpoint_dir(&qat_dir, opts.resume)?;
     let quiet = opts.quiet;
     let mut on_epoch = |r: &EpochRecord| {
         if !quiet {
