@@ -54,7 +54,7 @@ use crate::kernels::activations::{self, FusedActivation, ReluKind};
 use crate::kernels::depthwise_conv::{self, Padding};
 use crate::kernels::{
     add, concatenation, conv, dequantize, fully_connected, hard_swish, logistic, mean, mul, pad,
-    pooling, quantize, reshape, softmax,
+    pooling, quantize, reshape, simd, softmax,
 };
 use crate::kernels::{pack, shape, strided_slice};
 use crate::model::{DType, Model, OperatorInfo, TensorInfo, MAX_RANK};
@@ -1541,15 +1541,10 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
                 None => None,
             };
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
-            conv::eval(
-                params,
-                mult,
-                shift,
-                as_i8(x),
-                as_i8(filter),
-                bias,
-                as_i8_mut(y),
-            );
+            let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
+            if !simd::try_conv(params, mult, shift, x, filter, bias, y) {
+                conv::eval(params, mult, shift, x, filter, bias, y);
+            }
         }
         Prepared::FullyConnected {
             ref params,
@@ -1566,7 +1561,10 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
                 None => None,
             };
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
-            fully_connected::eval(params, scales, as_i8(x), as_i8(filter), bias, as_i8_mut(y));
+            let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
+            if !simd::try_fully_connected(params, scales, x, filter, bias, y) {
+                fully_connected::eval(params, scales, x, filter, bias, y);
+            }
         }
         Prepared::Quantize {
             ref params,
@@ -1621,15 +1619,10 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
                 None => None,
             };
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
-            depthwise_conv::eval_split(
-                params,
-                mult,
-                shift,
-                as_i8(x),
-                as_i8(filter),
-                bias,
-                as_i8_mut(y),
-            );
+            let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
+            if !simd::try_depthwise(params, mult, shift, x, filter, bias, y) {
+                depthwise_conv::eval_split(params, mult, shift, x, filter, bias, y);
+            }
         }
         Prepared::Add {
             ref params,

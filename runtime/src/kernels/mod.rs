@@ -27,5 +27,6 @@ pub mod pooling;
 pub mod quantize;
 pub mod reshape;
 pub mod shape;
+pub mod simd;
 pub mod softmax;
 pub mod strided_slice;
