@@ -52,6 +52,7 @@ use crate::bytes::{as_f64, as_i32, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u
 use crate::error::{Error, Result};
 use crate::kernels::activations::{self, FusedActivation, ReluKind};
 use crate::kernels::depthwise_conv::{self, Padding};
+use crate::kernels::simd::{Kernels, Path};
 use crate::kernels::{
     add, concatenation, conv, dequantize, fully_connected, hard_swish, logistic, mean, mul, pad,
     pooling, quantize, reshape, simd, softmax,
@@ -91,9 +92,9 @@ fn overflow() -> Error {
 
 /// Plans the activations into `recs` and sizes the op records and blobs by preparing every
 /// operator (the sizing pass: the same validation and arithmetic as init, nothing stored).
-fn layout(model: &Model, recs: &mut [u32]) -> Result<Layout> {
+fn layout(model: &Model, recs: &mut [u32], path: Path) -> Result<Layout> {
     let activation_bytes = plan::plan(model, recs)?;
-    let mut ctx = Ctx::new(model, recs, activation_bytes, None);
+    let mut ctx = Ctx::new(model, recs, activation_bytes, None, path);
     let mut words = Writer::new(None);
     for i in 0..model.num_operators() {
         let op = model.operator(i)?;
@@ -123,6 +124,12 @@ impl<'a> Model<'a> {
     /// `ArenaTooSmall`. Plans with a stack scratch of `16 * MAX_PLANNED_TENSORS` bytes; on small
     /// stacks use [`Model::arena_size_with_scratch`].
     pub fn arena_size(&self) -> Result<usize> {
+        self.arena_size_for(Kernels::default())
+    }
+
+    /// [`Model::arena_size`] for an interpreter running `kernels` (packed optimised kernels
+    /// keep rearranged weights in the arena; [`Kernels::Reference`] needs the least).
+    pub fn arena_size_for(&self, kernels: Kernels) -> Result<usize> {
         let n = self.num_tensors();
         if n > MAX_PLANNED_TENSORS {
             return Err(Error::TooManyTensors {
@@ -131,13 +138,17 @@ impl<'a> Model<'a> {
             });
         }
         let mut scratch = [0u32; MAX_PLANNED_TENSORS * WORDS_PER_TENSOR];
-        self.arena_size_with_scratch(&mut scratch)
+        layout(self, &mut scratch, kernels.path())?
+            .total()
+            .ok_or_else(overflow)
     }
 
     /// [`Model::arena_size`] with caller-provided planner scratch of at least
     /// `WORDS_PER_TENSOR * num_tensors()` words (no size limit, no stack use).
     pub fn arena_size_with_scratch(&self, scratch: &mut [u32]) -> Result<usize> {
-        layout(self, scratch)?.total().ok_or_else(overflow)
+        layout(self, scratch, Kernels::default().path())?
+            .total()
+            .ok_or_else(overflow)
     }
 }
 
@@ -192,11 +203,21 @@ impl Record for Spans {
     }
 }
 
+impl Record for Path {
+    fn put(&self, w: &mut Writer) {
+        self.code().put(w);
+    }
+    fn get(r: &mut Reader) -> Option<Self> {
+        Path::from_code(u32::get(r)?)
+    }
+}
+
 /// An operator prepared at init: its kernel (the variant), the kernel's validated parameters,
 /// and where its operands live. Lifetime-free plain data, stored encoded in the op records.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Prepared {
-    /// `quant`: `out_c` i32 multipliers then `out_c` i32 shifts.
+    /// `quant`: `out_c` i32 multipliers then `out_c` i32 shifts; `packed`: the weights
+    /// rearranged for `path` (empty unless `path` packs).
     Conv {
         params: conv::ConvParams,
         input: Span,
@@ -204,8 +225,10 @@ enum Prepared {
         bias: Option<Span>,
         output: Span,
         quant: Blob,
+        path: Path,
+        packed: Blob,
     },
-    /// `scales`: `out_depth` f64 real scales.
+    /// `scales`: `out_depth` f64 real scales; `packed` as for `Conv`.
     FullyConnected {
         params: fully_connected::FcParams,
         input: Span,
@@ -213,6 +236,8 @@ enum Prepared {
         bias: Option<Span>,
         output: Span,
         scales: Blob,
+        path: Path,
+        packed: Blob,
     },
     Quantize {
         params: quantize::QuantizeParams,
@@ -236,7 +261,8 @@ enum Prepared {
         input: Span,
         output: Span,
     },
-    /// `quant`: one i32 multiplier then one i32 shift per output channel (as CONV_2D).
+    /// `quant`: one i32 multiplier then one i32 shift per output channel (as CONV_2D);
+    /// `packed` as for `Conv`.
     DepthwiseConv {
         params: depthwise_conv::DepthwiseConvParams,
         input: Span,
@@ -244,6 +270,8 @@ enum Prepared {
         bias: Option<Span>,
         output: Span,
         quant: Blob,
+        path: Path,
+        packed: Blob,
     },
     Add {
         params: add::AddParams,
@@ -313,13 +341,13 @@ enum Prepared {
 }
 
 record_enum!(Prepared {
-    0 => Conv { params, input, filter, bias, output, quant },
-    1 => FullyConnected { params, input, filter, bias, output, scales },
+    0 => Conv { params, input, filter, bias, output, quant, path, packed },
+    1 => FullyConnected { params, input, filter, bias, output, scales, path, packed },
     2 => Quantize { params, input, output },
     3 => Dequantize { params, unsigned, input, output },
     4 => Mean { params, input, output },
     5 => Reshape { params, input, output },
-    6 => DepthwiseConv { params, input, filter, bias, output, quant },
+    6 => DepthwiseConv { params, input, filter, bias, output, quant, path, packed },
     7 => Add { params, a, b, output },
     8 => Mul { params, a, b, output },
     9 => Pool { params, input, output },
@@ -343,6 +371,8 @@ struct Ctx<'m, 'p, 'b> {
     blobs: Option<&'b mut [u8]>,
     /// Blob bytes allocated so far (each allocation rounded up to [`ALIGN`]).
     blob_len: usize,
+    /// The kernel path convolutions and fully connected layers are prepared for.
+    path: Path,
 }
 
 impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
@@ -351,6 +381,7 @@ impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
         recs: &'p [u32],
         activation_bytes: usize,
         blobs: Option<&'b mut [u8]>,
+        path: Path,
     ) -> Self {
         Self {
             model: *model,
@@ -358,6 +389,7 @@ impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
             activation_bytes,
             blobs,
             blob_len: 0,
+            path,
         }
     }
 
@@ -426,6 +458,27 @@ impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
         Ok((spans, out))
     }
 
+    /// Allocates `bytes` of packed weights after the blob `earlier` (allocated before it);
+    /// at init also yields `earlier`'s bytes to read while filling the new slice.
+    fn packed_blob(
+        &mut self,
+        bytes: usize,
+        earlier: Blob,
+    ) -> Result<(Blob, Option<(&[u8], &mut [u8])>)> {
+        let (blob, _) = self.blob(bytes)?;
+        let pair = match self.blobs.as_deref_mut() {
+            Some(b) => {
+                let (head, tail) = b.split_at_mut_checked(blob.at).ok_or_else(overflow)?;
+                let read = head
+                    .get(earlier.at..earlier.at + earlier.len)
+                    .ok_or_else(overflow)?;
+                Some((read, tail.get_mut(..bytes).ok_or_else(overflow)?))
+            }
+            None => None,
+        };
+        Ok((blob, pair))
+    }
+
     /// Allocates `bytes` of op blob; the slice to fill at init, `None` in the sizing pass.
     fn blob(&mut self, bytes: usize) -> Result<(Blob, Option<&mut [u8]>)> {
         let at = self.blob_len;
@@ -438,6 +491,13 @@ impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
         };
         Ok((Blob { at, len: bytes }, dst))
     }
+}
+
+/// Channel `c`'s bias, multiplier and shift, from the bias data and an op's multiplier blob
+/// (`channels` multipliers then `channels` shifts, as `bind` writes them).
+fn per_channel(quant: &[u8], channels: usize, bias: Option<&[u8]>, c: usize) -> (i32, i32, i32) {
+    let word = |i| u32_word(quant, i).unwrap_or(0) as i32;
+    (conv::bias_at(bias, c), word(c), word(channels + c))
 }
 
 fn input_tensor<'m>(model: &Model<'m>, op: &OperatorInfo<'m>, i: usize) -> Result<TensorInfo<'m>> {
@@ -648,6 +708,7 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
             };
             let params = kern(op, conv::prepare(&spec))?;
             let ([input_s, filter_s], output_s) = ctx.io(op, [&input, &filter], &output)?;
+            let bias_data = bias.as_ref().and_then(|b| b.data);
             let bias = bias.map(|b| ctx.span(op, &b)).transpose()?;
             let n = params.out_c;
             let (quant, mut dst) = ctx.blob(8 * n)?;
@@ -685,6 +746,18 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                     set_word(d, n + c, s[0] as u32)?;
                 }
             }
+            let path = ctx.path;
+            let (packed, dst) = ctx.packed_blob(simd::conv_packed_bytes(path, &params), quant)?;
+            if let Some((quant, dst)) = dst {
+                let weights = as_i8(filter.data.unwrap_or(&[]));
+                simd::pack_conv(
+                    path,
+                    &params,
+                    weights,
+                    |c| per_channel(quant, n, bias_data, c),
+                    dst,
+                );
+            }
             Ok(Prepared::Conv {
                 params,
                 input: input_s,
@@ -692,6 +765,8 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 bias,
                 output: output_s,
                 quant,
+                path,
+                packed,
             })
         }
         opc::FULLY_CONNECTED => {
@@ -731,6 +806,7 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
             // `spec` borrows the TensorInfos' shapes; prepare copies what it needs.
             let params = kern(op, fully_connected::prepare(&spec))?;
             let ([input_s, filter_s], output_s) = ctx.io(op, [&input, &filter], &output)?;
+            let bias_data = bias.as_ref().and_then(|b| b.data);
             let bias = bias.map(|b| ctx.span(op, &b)).transpose()?;
             let (scales, mut dst) = ctx.blob(8 * params.out_depth)?;
             if params.out_depth == 0 {
@@ -764,6 +840,13 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                         .copy_from_slice(&s[0].to_ne_bytes());
                 }
             }
+            let path = ctx.path;
+            let (packed, dst) = ctx.packed_blob(simd::fc_packed_bytes(path, &params), scales)?;
+            if let Some((_, dst)) = dst {
+                let weights = as_i8(filter.data.unwrap_or(&[]));
+                let bias = |c| conv::bias_at(bias_data, c);
+                simd::pack_fc(path, &params, weights, bias, dst);
+            }
             Ok(Prepared::FullyConnected {
                 params,
                 input: input_s,
@@ -771,6 +854,8 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 bias,
                 output: output_s,
                 scales,
+                path,
+                packed,
             })
         }
         opc::QUANTIZE => {
@@ -951,6 +1036,7 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 ),
             )?;
             let ([input_s, filter_s], output_s) = ctx.io(op, [&input, &filter], &output)?;
+            let bias_data = bias.as_ref().and_then(|b| b.data);
             let bias = bias.map(|b| ctx.span(op, &b)).transpose()?;
             let ch = fd[3];
             let (quant, mut dst) = ctx.blob(8 * ch)?;
@@ -968,6 +1054,14 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                     set_word(d, ch + c, q.shift as u32)?;
                 }
             }
+            let path = ctx.path;
+            let bytes = simd::depthwise_packed_bytes(path, &params);
+            let (packed, dst) = ctx.packed_blob(bytes, quant)?;
+            if let Some((quant, dst)) = dst {
+                let weights = as_i8(filter.data.unwrap_or(&[]));
+                let quant = |c| per_channel(quant, ch, bias_data, c);
+                simd::pack_depthwise(path, &params, weights, quant, dst);
+            }
             Ok(Prepared::DepthwiseConv {
                 params,
                 input: input_s,
@@ -975,6 +1069,8 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 bias,
                 output: output_s,
                 quant,
+                path,
+                packed,
             })
         }
         opc::ADD | opc::MUL => {
@@ -1387,20 +1483,27 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// `ArenaTooSmall { needed, given }` when `arena` is shorter than `model.arena_size()`; every
     /// other error is one `model.arena_size()` reports too.
     pub fn new(model: &Model<'m>, arena: &'a mut [u8]) -> Result<Self> {
+        Self::with_kernels(model, arena, Kernels::default())
+    }
+
+    /// [`Interpreter::new`] running `kernels` (the arena must hold
+    /// `model.arena_size_for(kernels)` bytes).
+    pub fn with_kernels(model: &Model<'m>, arena: &'a mut [u8], kernels: Kernels) -> Result<Self> {
         let model = *model;
+        let path = kernels.path();
         let given = arena.len();
         let pad = arena.as_ptr().align_offset(ALIGN);
         let n_t = model.num_tensors();
         let plan_bytes = align_up(n_t * WORDS_PER_TENSOR * 4).ok_or_else(overflow)?;
         if pad > given || given - pad < plan_bytes {
             // Not even room to plan: report the full need (computed with stack scratch).
-            let needed = model.arena_size()?;
+            let needed = model.arena_size_for(kernels)?;
             return Err(Error::ArenaTooSmall { needed, given });
         }
         let arena = &mut arena[pad..];
         let lay = {
             let recs = as_u32_mut(&mut arena[..plan_bytes]).ok_or_else(overflow)?;
-            layout(&model, recs)?
+            layout(&model, recs, path)?
         };
         let needed = lay.total().ok_or_else(overflow)?;
         if given < needed {
@@ -1418,7 +1521,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 .ok_or_else(overflow)?;
             let blob_part = rest.get_mut(..lay.blobs_bytes).ok_or_else(overflow)?;
             let recs = as_u32_mut(plan_part).ok_or_else(overflow)?;
-            let mut ctx = Ctx::new(&model, recs, lay.activation_bytes, Some(blob_part));
+            let mut ctx = Ctx::new(&model, recs, lay.activation_bytes, Some(blob_part), path);
             let mut words = Writer::new(Some(record_part));
             for i in 0..model.num_operators() {
                 let op = model.operator(i)?;
@@ -1490,6 +1593,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// validated at init; the `Result` stays for API stability (an error here would mean the
     /// arena's persistent region was corrupted, which safe code cannot do).
     pub fn invoke(&mut self) -> Result<()> {
+        self.invoke_with(|_| {})
+    }
+
+    /// [`Interpreter::invoke`], calling `after_op(i)` when operator `i` has finished (a
+    /// profiler reads a clock there; the interpreter itself has none).
+    pub fn invoke_with(&mut self, mut after_op: impl FnMut(usize)) -> Result<()> {
         let model = self.model.bytes();
         let (persist, acts) = self.arena.split_at_mut(self.activation_start);
         let records = persist.get(self.records.0..self.records.1).unwrap_or(&[]);
@@ -1503,6 +1612,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     Err(e) => e,
                 });
             }
+            after_op(i);
         }
         Ok(())
     }
@@ -1532,6 +1642,8 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             bias,
             output,
             quant,
+            path,
+            packed,
         } => {
             let words = as_i32(blob(quant)?)?;
             let (mult, shift) = words.split_at_checked(params.out_c)?;
@@ -1540,11 +1652,13 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
                 Some(b) => Some(konst(b)?),
                 None => None,
             };
+            let packed = blob(packed)?;
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
-            if !simd::try_conv(params, mult, shift, x, filter, bias, y) {
-                conv::eval(params, mult, shift, x, filter, bias, y);
-            }
+            let pixels = 0..simd::conv_pixels(params);
+            simd::conv(
+                path, params, mult, shift, packed, x, filter, bias, y, pixels,
+            );
         }
         Prepared::FullyConnected {
             ref params,
@@ -1553,6 +1667,8 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             bias,
             output,
             scales,
+            path,
+            packed,
         } => {
             let scales = as_f64(blob(scales)?)?;
             let filter = konst(filter)?;
@@ -1560,11 +1676,10 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
                 Some(b) => Some(konst(b)?),
                 None => None,
             };
+            let packed = blob(packed)?;
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
-            if !simd::try_fully_connected(params, scales, x, filter, bias, y) {
-                fully_connected::eval(params, scales, x, filter, bias, y);
-            }
+            simd::fully_connected(path, params, scales, packed, x, filter, bias, y);
         }
         Prepared::Quantize {
             ref params,
@@ -1610,6 +1725,8 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             bias,
             output,
             quant,
+            path,
+            packed,
         } => {
             let words = as_i32(blob(quant)?)?;
             let (mult, shift) = words.split_at_checked(params.filter_shape[3])?;
@@ -1618,11 +1735,13 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
                 Some(b) => Some(konst(b)?),
                 None => None,
             };
+            let packed = blob(packed)?;
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
-            if !simd::try_depthwise(params, mult, shift, x, filter, bias, y) {
-                depthwise_conv::eval_split(params, mult, shift, x, filter, bias, y);
-            }
+            let pixels = 0..simd::depthwise_pixels(params);
+            simd::depthwise(
+                path, params, mult, shift, packed, x, filter, bias, y, pixels,
+            );
         }
         Prepared::Add {
             ref params,
@@ -1797,8 +1916,8 @@ mod tests {
             let bytes = std::fs::read(std::format!("{dir}{name}.tflite")).unwrap();
             let model = Model::from_bytes(&bytes).unwrap();
             let mut recs = std::vec![0u32; WORDS_PER_TENSOR * model.num_tensors()];
-            let lay = layout(&model, &mut recs).unwrap();
-            let mut ctx = Ctx::new(&model, &recs, lay.activation_bytes, None);
+            let lay = layout(&model, &mut recs, Path::Reference).unwrap();
+            let mut ctx = Ctx::new(&model, &recs, lay.activation_bytes, None, Path::Reference);
             let mut total = 0;
             for i in 0..model.num_operators() {
                 let p = bind(&model.operator(i).unwrap(), &mut ctx).unwrap();

@@ -1,9 +1,10 @@
 //! Whole networks in kdruntime against TFLite's reference kernels (BUILTIN_REF): every output
-//! byte equal. Also records kdruntime's arena (`Model::arena_size`) next to TFLite Micro's for
+//! byte equal, on every kernel family (reference, AVX2, the fastest this CPU has). Also records kdruntime's arena (`Model::arena_size`) next to TFLite Micro's for
 //! each network, prints the table and writes it to `target/arena_comparison.json`.
 
 use std::path::PathBuf;
 
+use kdruntime::kernels::simd::Kernels;
 use kdtests::nets::{self, Options};
 use kdtests::reference::{self, Backend, Case};
 use kdtests::{allops, kd, workspace_root};
@@ -99,22 +100,30 @@ fn networks_match_builtin_ref_bit_for_bit() {
             .result
             .as_ref()
             .unwrap_or_else(|e| panic!("{} failed under BUILTIN_REF: {e}", s.name));
-        let got = kd::run(&s.model, std::slice::from_ref(&s.input))
-            .unwrap_or_else(|e| panic!("{}: kdruntime failed: {e}", s.name));
-        assert_eq!(got.outputs.len(), want.len(), "{}", s.name);
+        // Every kernel family must match; the arena figure is the reference kernels' (the
+        // packed optimised kernels add rearranged weights to it).
         let mut values = 0;
-        for (k, (g, w)) in got.outputs.iter().zip(want).enumerate() {
-            let differ = g.iter().zip(w).filter(|(a, b)| a != b).count();
-            if g.len() != w.len() || differ > 0 {
-                failures.push(format!(
-                    "{} output {k}: {differ} of {} bytes differ (lengths {} / {})",
-                    s.name,
-                    w.len(),
-                    g.len(),
-                    w.len()
-                ));
+        let mut reference_arena = 0;
+        for kernels in kd::ALL_KERNELS {
+            let got = kd::run_with(&s.model, std::slice::from_ref(&s.input), kernels)
+                .unwrap_or_else(|e| panic!("{} ({kernels:?}): kdruntime failed: {e}", s.name));
+            assert_eq!(got.outputs.len(), want.len(), "{}", s.name);
+            for (k, (g, w)) in got.outputs.iter().zip(want).enumerate() {
+                let differ = g.iter().zip(w).filter(|(a, b)| a != b).count();
+                if g.len() != w.len() || differ > 0 {
+                    failures.push(format!(
+                        "{} ({kernels:?}) output {k}: {differ} of {} bytes differ (lengths {} / {})",
+                        s.name,
+                        w.len(),
+                        g.len(),
+                        w.len()
+                    ));
+                }
+                values += w.len() / info[k].elem_size().unwrap_or(1).max(1);
             }
-            values += w.len() / info[k].elem_size().unwrap_or(1).max(1);
+            if kernels == Kernels::Reference {
+                reference_arena = got.arena_bytes;
+            }
         }
         // TFLite Micro has no RELU_N1_TO_1, so the all-ops network has no TFLM figure.
         let tflm = match reference::run(&s.model, Backend::Tflm, std::slice::from_ref(&s.input)) {
@@ -125,29 +134,29 @@ fn networks_match_builtin_ref_bit_for_bit() {
             }
             Err(e) => panic!("{} failed under TFLite Micro: {e}", s.name),
         };
-        let ratio = tflm.map(|t| got.arena_bytes as f64 / t as f64);
+        let ratio = tflm.map(|t| reference_arena as f64 / t as f64);
         println!(
             "{:<36} {values:>7} {:>10} {:>13} {:>13} {:>7}",
             s.name,
             s.model.len(),
-            got.arena_bytes,
+            reference_arena,
             tflm.map_or("-".into(), |t| t.to_string()),
             ratio.map_or("-".into(), |r| format!("{r:.3}")),
         );
         if let Some(t) = tflm {
             // Same greedy planning idea; kdruntime keeps no per-tensor structs in the arena.
             assert!(
-                got.arena_bytes as u64 <= t,
+                reference_arena as u64 <= t,
                 "{}: kdruntime's arena ({}) exceeds TFLM's ({t})",
                 s.name,
-                got.arena_bytes
+                reference_arena
             );
         }
         rows.push(serde_json::json!({
             "network": s.name,
             "values_compared": values,
             "model_bytes": s.model.len(),
-            "kdruntime_arena_bytes": got.arena_bytes,
+            "kdruntime_arena_bytes": reference_arena,
             "tflm_arena_bytes": tflm,
             "kdruntime_over_tflm": ratio,
         }));

@@ -1,4 +1,4 @@
-//! kdruntime against TFLite's reference kernels (BUILTIN_REF) on random single-operator models
+//! kdruntime (every kernel family) against TFLite's reference kernels (BUILTIN_REF) on random single-operator models
 //! from `kdtests::gen` covering all 20 operators (19 + RELU_N1_TO_1): every output byte must be equal. A model
 //! kdruntime rejects is a failure unless TFLite rejects it too (and the reverse).
 //!
@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use kdruntime::kernels::simd::Kernels;
 use kdtests::gen::{self, ALL_OPS};
 use kdtests::kd;
 use kdtests::reference::{self, Backend};
@@ -39,44 +40,52 @@ fn random_single_op_models_match_builtin_ref_bit_for_bit() {
     let mut failures = Vec::new();
     for (m, r) in models.iter().zip(&refs) {
         let t = tally.entry(format!("{:?}", m.kind)).or_default();
-        let ours = kd::run(&m.model, &m.inputs);
-        match (&r.result, ours) {
-            (Ok((want, info)), Ok(got)) => {
-                if got.outputs.len() != want.len() {
-                    failures.push(format!(
-                        "{}: {} outputs, TFLite {}",
-                        m.name,
-                        got.outputs.len(),
-                        want.len()
-                    ));
-                    continue;
-                }
-                for (k, (g, w)) in got.outputs.iter().zip(want).enumerate() {
-                    if g != w {
-                        let first = g.iter().zip(w).position(|(a, b)| a != b);
-                        let differ = g.iter().zip(w).filter(|(a, b)| a != b).count();
+        for kernels in kd::ALL_KERNELS {
+            let ours = kd::run_with(&m.model, &m.inputs, kernels);
+            let name = format!("{} ({kernels:?})", m.name);
+            match (&r.result, ours) {
+                (Ok((want, info)), Ok(got)) => {
+                    if got.outputs.len() != want.len() {
                         failures.push(format!(
+                            "{}: {} outputs, TFLite {}",
+                            name,
+                            got.outputs.len(),
+                            want.len()
+                        ));
+                        continue;
+                    }
+                    for (k, (g, w)) in got.outputs.iter().zip(want).enumerate() {
+                        if g != w {
+                            let first = g.iter().zip(w).position(|(a, b)| a != b);
+                            let differ = g.iter().zip(w).filter(|(a, b)| a != b).count();
+                            failures.push(format!(
                             "{} output {k}: {} bytes (TFLite {}), {differ} differ, first at byte {first:?}",
-                            m.name,
+                            name,
                             g.len(),
                             w.len()
                         ));
+                        }
+                        let elem = info
+                            .get(k)
+                            .and_then(|i| i.elem_size().ok())
+                            .unwrap_or(1)
+                            .max(1);
+                        if kernels == Kernels::Reference {
+                            t.values += w.len() / elem;
+                        }
                     }
-                    let elem = info
-                        .get(k)
-                        .and_then(|i| i.elem_size().ok())
-                        .unwrap_or(1)
-                        .max(1);
-                    t.values += w.len() / elem;
+                    if kernels == Kernels::Reference {
+                        t.models += 1;
+                    }
                 }
-                t.models += 1;
+                (Err(_), Err(_)) if kernels == Kernels::Reference => t.both_rejected += 1,
+                (Err(_), Err(_)) => {}
+                (Ok(_), Err(e)) => failures.push(format!("{}: kdruntime rejected it: {e}", m.name)),
+                (Err(e), Ok(_)) => failures.push(format!(
+                    "{}: TFLite rejected it ({e}) but kdruntime ran it",
+                    name
+                )),
             }
-            (Err(_), Err(_)) => t.both_rejected += 1,
-            (Ok(_), Err(e)) => failures.push(format!("{}: kdruntime rejected it: {e}", m.name)),
-            (Err(e), Ok(_)) => failures.push(format!(
-                "{}: TFLite rejected it ({e}) but kdruntime ran it",
-                m.name
-            )),
         }
     }
     println!(

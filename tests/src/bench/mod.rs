@@ -3,6 +3,7 @@
 //!
 //! - [`measure`]: builds or loads the models and times every backend ([`measure::run`]).
 //! - [`machine`]: CPU model, flags, cores, memory, OS, tool versions, date.
+//! - [`profile`]: per-operator times of one model on kdruntime (`bench profile`).
 //! - [`report`]: renders the JSON into BENCHMARKS.md's generated sections and an SVG plot.
 //!
 //! The JSON ([`BenchReport`], `docs/benchmarks/latency.json`) is the source of truth; the
@@ -10,6 +11,7 @@
 
 pub mod machine;
 pub mod measure;
+pub mod profile;
 pub mod report;
 
 use std::collections::BTreeMap;

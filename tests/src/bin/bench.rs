@@ -8,6 +8,9 @@
 //!     kdruntime, TFLite XNNPACK, TFLite BUILTIN_REF, TFLite Micro and ONNX Runtime.
 //!     Writes DIR/latency.json (default docs/benchmarks); models go to target/bench/models.
 //!     --quick: 1 warm-up, 3 timed invokes, no time floor (for a smoke test).
+//! bench profile [--model PATH.tflite]... [--kernels reference|avx2|fastest] [--runs N] [--top N]
+//!     Per-operator medians on kdruntime (default: the three standard networks, every kernel
+//!     family, 20 runs, the 12 slowest operators).
 //! bench report [--json FILE] [--accuracy FILE] [--markdown FILE] [--plot FILE]
 //!     Rewrites BENCHMARKS.md's generated latency and accuracy blocks and the ratio plot
 //!     (defaults: docs/benchmarks/latency.json, docs/benchmarks/accuracy.json, BENCHMARKS.md,
@@ -21,9 +24,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use kdtests::bench::{measure, report, BenchReport, Policy};
+use kdruntime::kernels::simd::Kernels;
+use kdtests::bench::{measure, profile, report, BenchReport, Policy};
 
-const USAGE: &str = "usage: bench run [--out DIR] [--model PATH.tflite]... [--quick]\n       bench report [--json FILE] [--accuracy FILE] [--markdown FILE] [--plot FILE]";
+const USAGE: &str = "usage: bench run [--out DIR] [--model PATH.tflite]... [--quick]\n       bench profile [--model PATH.tflite]... [--kernels reference|avx2|fastest] [--runs N] [--top N]\n       bench report [--json FILE] [--accuracy FILE] [--markdown FILE] [--plot FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -116,6 +120,43 @@ fn dispatch(args: &[String]) -> Result<()> {
                 path.display(),
                 rep.wall_seconds
             );
+            Ok(())
+        }
+        Some("profile") => {
+            let a = Args::parse(
+                &args[1..],
+                &["--model", "--kernels", "--runs", "--top"],
+                &[],
+            )?;
+            let number = |k: &str, default: usize| -> Result<usize> {
+                a.all(k).last().map_or(Ok(default), |v: &&str| {
+                    v.parse().with_context(|| format!("{k} {v}: not a number"))
+                })
+            };
+            let (runs, top) = (number("--runs", 20)?, number("--top", 12)?);
+            let kernels: Vec<Kernels> = match a.all("--kernels").last().copied() {
+                None => vec![Kernels::Reference, Kernels::Avx2, Kernels::Fastest],
+                Some("reference") => vec![Kernels::Reference],
+                Some("avx2") => vec![Kernels::Avx2],
+                Some("fastest") => vec![Kernels::Fastest],
+                Some(k) => bail!("--kernels {k}: expected reference, avx2 or fastest"),
+            };
+            let files = a.all("--model");
+            let models = if files.is_empty() {
+                measure::standard_models(&root.join("target/bench/models"))?
+            } else {
+                files
+                    .iter()
+                    .map(|f| measure::file_model(Path::new(f)))
+                    .collect::<Result<_>>()?
+            };
+            for m in &models {
+                for &k in &kernels {
+                    let times = profile::profile(m, k, runs)?;
+                    println!("== {} on {k:?} ({:?})", m.name, k.path());
+                    println!("{}", profile::table(&times, top));
+                }
+            }
             Ok(())
         }
         Some("report") => {

@@ -1,17 +1,252 @@
 //! Optimised kernels for CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, bit-exact with the
-//! plain reference kernels of the parent module (integer accumulation is exact in any order, and
-//! every path requantises with the same fixed-point arithmetic, `crate::quant`).
+//! plain reference kernels of the parent module: integer accumulation is exact in any order, and
+//! every path requantises with the reference's fixed-point arithmetic (`crate::quant`, lane by
+//! lane). Tests compare each one with the reference kernel it replaces.
 //!
-//! Each `try_*` function takes exactly the reference kernel's arguments and returns `true` when an
-//! optimised kernel for this build's target computed the output, `false` when none applies (an
-//! unsupported shape, or no such kernel on this target) and the caller must run the reference
-//! kernel. These paths read the model's weights in place (no packing, no arena).
+//! Two kinds of path:
+//! - packed (x86_64: AVX2, AVX-512 VNNI): the weights are rearranged at init into the op's blob
+//!   (arena bytes, counted by `Model::arena_size`), see [`x86`];
+//! - in place (the `try_*` functions: other targets): the weights are read where the model has
+//!   them; each takes exactly the reference kernel's arguments and returns `true` when it
+//!   computed the output, `false` when the caller must run the reference kernel.
+//!
+//! [`Kernels`] picks the family for an interpreter; [`Path`] is what each operator recorded.
 
-use super::conv::ConvParams;
-use super::depthwise_conv::DepthwiseConvParams;
-use super::fully_connected::FcParams;
+use core::ops::Range;
 
-/// CONV_2D on this target's optimised path, if it has one for `p`.
+use super::conv::{self, ConvParams};
+use super::depthwise_conv::{self, DepthwiseConvParams};
+use super::fully_connected::{self, FcParams};
+
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+/// Which kernels an interpreter runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The fastest bit-exact kernels this CPU has (the default).
+    #[default]
+    Fastest,
+    /// The plain reference kernels only (smallest arena; the baseline optimised ones are tested
+    /// against).
+    Reference,
+    /// x86_64's AVX2 kernels even where AVX-512 is present (to test and time that path); the
+    /// reference kernels where the CPU lacks AVX2.
+    Avx2,
+}
+
+/// The kernel path one operator was prepared for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Path {
+    /// The reference kernel.
+    #[default]
+    Reference,
+    /// An in-place optimised kernel when the target has one (`try_*`), else the reference.
+    InPlace,
+    /// x86_64 packed kernels at this level.
+    #[cfg(target_arch = "x86_64")]
+    X86(x86::Level),
+}
+
+impl Kernels {
+    /// The path operators take on this CPU.
+    pub fn path(self) -> Path {
+        match self {
+            Kernels::Reference => Path::Reference,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Fastest => x86::Level::detect().map_or(Path::InPlace, Path::X86),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => match x86::Level::Avx2.available() {
+                true => Path::X86(x86::Level::Avx2),
+                false => Path::Reference,
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Fastest => Path::InPlace,
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Avx2 => Path::Reference,
+        }
+    }
+}
+
+impl Path {
+    /// Stable small-number code (the interpreter's op records store it).
+    pub fn code(self) -> u32 {
+        match self {
+            Path::Reference => 0,
+            Path::InPlace => 1,
+            #[cfg(target_arch = "x86_64")]
+            Path::X86(x86::Level::Avx2) => 2,
+            #[cfg(target_arch = "x86_64")]
+            Path::X86(x86::Level::Avx512Vnni) => 3,
+        }
+    }
+
+    /// Inverse of [`Path::code`] (`None` for codes this build does not know).
+    pub fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(Path::Reference),
+            1 => Some(Path::InPlace),
+            #[cfg(target_arch = "x86_64")]
+            2 => Some(Path::X86(x86::Level::Avx2)),
+            #[cfg(target_arch = "x86_64")]
+            3 => Some(Path::X86(x86::Level::Avx512Vnni)),
+            _ => None,
+        }
+    }
+}
+
+/// Packed-blob bytes CONV_2D needs on `path` (0: none; the op runs in place or by reference).
+#[allow(unused_variables)]
+pub fn conv_packed_bytes(path: Path, p: &ConvParams) -> usize {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::X86(level) => x86::conv_packed_bytes(level, p),
+        _ => 0,
+    }
+}
+
+/// Packed-blob bytes DEPTHWISE_CONV_2D needs on `path` (0: none).
+#[allow(unused_variables)]
+pub fn depthwise_packed_bytes(path: Path, p: &DepthwiseConvParams) -> usize {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::X86(level) => x86::depthwise_packed_bytes(level, p),
+        _ => 0,
+    }
+}
+
+/// Packed-blob bytes FULLY_CONNECTED needs on `path` (0: none).
+#[allow(unused_variables)]
+pub fn fc_packed_bytes(path: Path, p: &FcParams) -> usize {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::X86(level) => x86::fc_packed_bytes(level, p),
+        _ => 0,
+    }
+}
+
+/// Fills CONV_2D's packed blob; `quant(c)` is channel `c`'s bias, multiplier and shift.
+#[allow(unused_variables)]
+pub fn pack_conv(
+    path: Path,
+    p: &ConvParams,
+    filter: &[i8],
+    quant: impl FnMut(usize) -> (i32, i32, i32),
+    dst: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Path::X86(level) = path {
+        x86::pack_conv(level, p, filter, quant, dst);
+    }
+}
+
+/// Fills DEPTHWISE_CONV_2D's packed blob (as [`pack_conv`]).
+#[allow(unused_variables)]
+pub fn pack_depthwise(
+    path: Path,
+    p: &DepthwiseConvParams,
+    filter: &[i8],
+    quant: impl FnMut(usize) -> (i32, i32, i32),
+    dst: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Path::X86(level) = path {
+        x86::pack_depthwise(level, p, filter, quant, dst);
+    }
+}
+
+/// Fills FULLY_CONNECTED's packed blob; `bias(c)` is channel `c`'s bias.
+#[allow(unused_variables)]
+pub fn pack_fc(
+    path: Path,
+    p: &FcParams,
+    filter: &[i8],
+    bias: impl Fn(usize) -> i32,
+    dst: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Path::X86(level) = path {
+        x86::pack_fc(level, p, filter, bias, dst);
+    }
+}
+
+/// Output pixels (batch x height x width) of a CONV_2D: the unit [`conv`] splits work by.
+pub fn conv_pixels(p: &ConvParams) -> usize {
+    p.batches * p.out_h * p.out_w
+}
+
+/// Output pixels of a DEPTHWISE_CONV_2D.
+pub fn depthwise_pixels(p: &DepthwiseConvParams) -> usize {
+    let [n, oh, ow, _] = p.output_shape;
+    n * oh * ow
+}
+
+/// CONV_2D on `path`: output pixels `pixels` on a packed path, the whole output otherwise
+/// (in-place and reference kernels do not split).
+#[allow(clippy::too_many_arguments, unused_variables)]
+pub fn conv(
+    path: Path,
+    p: &ConvParams,
+    multipliers: &[i32],
+    shifts: &[i32],
+    packed: &[u8],
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[u8]>,
+    output: &mut [i8],
+    pixels: Range<usize>,
+) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::X86(level) if x86::conv(level, p, packed, input, output, pixels.clone()) => {}
+        Path::InPlace if try_conv(p, multipliers, shifts, input, filter, bias, output) => {}
+        _ => conv::eval(p, multipliers, shifts, input, filter, bias, output),
+    }
+}
+
+/// DEPTHWISE_CONV_2D on `path` (see [`conv`]).
+#[allow(clippy::too_many_arguments, unused_variables)]
+pub fn depthwise(
+    path: Path,
+    p: &DepthwiseConvParams,
+    multipliers: &[i32],
+    shifts: &[i32],
+    packed: &[u8],
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[u8]>,
+    output: &mut [i8],
+    pixels: Range<usize>,
+) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::X86(level) if x86::depthwise(level, p, packed, input, output, pixels.clone()) => {}
+        Path::InPlace if try_depthwise(p, multipliers, shifts, input, filter, bias, output) => {}
+        _ => depthwise_conv::eval_split(p, multipliers, shifts, input, filter, bias, output),
+    }
+}
+
+/// FULLY_CONNECTED on `path`.
+#[allow(clippy::too_many_arguments, unused_variables)]
+pub fn fully_connected(
+    path: Path,
+    p: &FcParams,
+    scales: &[f64],
+    packed: &[u8],
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[u8]>,
+    output: &mut [i8],
+) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::X86(level) if x86::fully_connected(level, p, scales, packed, input, output) => {}
+        Path::InPlace if try_fully_connected(p, scales, input, filter, bias, output) => {}
+        _ => fully_connected::eval(p, scales, input, filter, bias, output),
+    }
+}
+
+/// CONV_2D on this target's in-place optimised path, if it has one for `p`.
 #[allow(unused_variables)]
 pub fn try_conv(
     p: &ConvParams,
@@ -25,7 +260,7 @@ pub fn try_conv(
     false
 }
 
-/// DEPTHWISE_CONV_2D on this target's optimised path, if it has one for `p`.
+/// DEPTHWISE_CONV_2D on this target's in-place optimised path, if it has one for `p`.
 #[allow(unused_variables)]
 pub fn try_depthwise(
     p: &DepthwiseConvParams,
@@ -39,7 +274,7 @@ pub fn try_depthwise(
     false
 }
 
-/// FULLY_CONNECTED on this target's optimised path, if it has one for `p`.
+/// FULLY_CONNECTED on this target's in-place optimised path, if it has one for `p`.
 #[allow(unused_variables)]
 pub fn try_fully_connected(
     p: &FcParams,

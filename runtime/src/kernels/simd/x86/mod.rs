@@ -1,0 +1,483 @@
+//! x86_64 kernels for CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with AVX2 or AVX-512 VNNI,
+//! chosen at run time (std builds detect the CPU once).
+//!
+//! Unlike the in-place paths of the parent module, these read weights that `pack_*` rearranged
+//! at init into the op's blob (the arena's persistent part): per block of output channels, the
+//! requantisation constants then the weights in the order the inner loop loads them. The packed
+//! form folds the input offset into the bias (`sum((x + off) * w) = sum(x * w) + off * sum(w)`),
+//! which is exact in 32-bit arithmetic, and padding taps read the input zero point, for which
+//! `x + off = 0`, so they add nothing, as in the reference.
+//!
+//! - AVX-512 (F, BW, VL, VNNI): 16 channels per block; `vpdpbusd` multiplies unsigned by signed
+//!   bytes, so inputs are biased by 128 (`x ^ 0x80`) and the bias absorbs `-128 * sum(w)`.
+//! - AVX2: 8 channels per block; `vpmaddwd` on 16-bit values (input offset added before the
+//!   multiply, weights widened at pack time), since `vpmaddubsw` saturates and would not be exact.
+
+use core::ops::Range;
+
+use crate::kernels::conv::ConvParams;
+use crate::kernels::depthwise_conv::DepthwiseConvParams;
+use crate::kernels::fully_connected::FcParams;
+
+mod avx2;
+mod avx512;
+
+/// The instruction-set level the x86 kernels use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// AVX2 (Haswell and later, Zen).
+    Avx2,
+    /// AVX-512 F/BW/VL with VNNI (Ice Lake and later, Zen 4).
+    Avx512Vnni,
+}
+
+impl Level {
+    /// The best level this CPU supports (`None`: neither), detected once per process.
+    #[cfg(feature = "std")]
+    pub fn detect() -> Option<Self> {
+        use std::sync::OnceLock;
+        static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512vnni")
+            {
+                Some(Level::Avx512Vnni)
+            } else if std::is_x86_feature_detected!("avx2") {
+                Some(Level::Avx2)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Without std there is no run-time detection: only what the build targets.
+    #[cfg(not(feature = "std"))]
+    pub fn detect() -> Option<Self> {
+        if cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
+            target_feature = "avx512vnni"
+        )) {
+            Some(Level::Avx512Vnni)
+        } else if cfg!(target_feature = "avx2") {
+            Some(Level::Avx2)
+        } else {
+            None
+        }
+    }
+
+    /// True when this CPU can run `self` (a level chosen by a caller, not detected).
+    pub fn available(self) -> bool {
+        matches!(
+            (self, Self::detect()),
+            (_, Some(Level::Avx512Vnni)) | (Level::Avx2, Some(Level::Avx2))
+        )
+    }
+
+    /// Output channels per packed block.
+    const fn lanes(self) -> usize {
+        match self {
+            Level::Avx2 => 8,
+            Level::Avx512Vnni => 16,
+        }
+    }
+
+    /// Inner-dimension values that one multiply instruction sums per lane.
+    const fn group(self) -> usize {
+        match self {
+            Level::Avx2 => 2,
+            Level::Avx512Vnni => 4,
+        }
+    }
+
+    /// Bytes per packed weight.
+    const fn weight_bytes(self) -> usize {
+        match self {
+            Level::Avx2 => 2,
+            Level::Avx512Vnni => 1,
+        }
+    }
+}
+
+/// Requantisation words per channel in a packed block: bias, multiplier, left shift, right shift.
+const QUANT_WORDS: usize = 4;
+
+/// Largest panel (pixels x padded inner dimension) the convolution keeps on the stack.
+pub const PANEL_BYTES: usize = 32 * 1024;
+/// Pixels per panel (rows of the micro-kernel).
+pub const ROWS: usize = 8;
+/// Most filter taps the depthwise kernel takes (8x8).
+pub const MAX_TAPS: usize = 64;
+
+/// Inner (accumulated) length of a convolution: `filter_h * filter_w * in_c`.
+fn conv_depth(p: &ConvParams) -> usize {
+    p.filter_h * p.filter_w * p.in_c
+}
+
+/// Panel row length in elements (the inner dimension rounded up to the level's group).
+fn padded_depth(level: Level, depth: usize) -> usize {
+    depth.div_ceil(level.group()) * level.group()
+}
+
+/// Bytes of one packed block of `lanes` channels over an inner dimension of `depth`.
+fn block_bytes(level: Level, depth: usize) -> usize {
+    4 * QUANT_WORDS * level.lanes()
+        + padded_depth(level, depth) * level.lanes() * level.weight_bytes()
+}
+
+/// Packed bytes for a GEMM-shaped operator (`out` channels over `depth`), or 0 when the panel
+/// of `ROWS` rows would not fit in [`PANEL_BYTES`].
+fn gemm_packed_bytes(level: Level, out: usize, depth: usize) -> usize {
+    let row = padded_depth(level, depth) * level.weight_bytes();
+    if depth == 0 || out == 0 || ROWS * row > PANEL_BYTES {
+        return 0;
+    }
+    out.div_ceil(level.lanes()) * block_bytes(level, depth)
+}
+
+/// Packed bytes for CONV_2D (0: no packed path for this shape).
+pub fn conv_packed_bytes(level: Level, p: &ConvParams) -> usize {
+    gemm_packed_bytes(level, p.out_c, conv_depth(p))
+}
+
+/// Packed bytes for FULLY_CONNECTED (0: no packed path for this shape).
+pub fn fc_packed_bytes(level: Level, p: &FcParams) -> usize {
+    gemm_packed_bytes(level, p.out_depth, p.accum_depth)
+}
+
+/// Packed bytes for DEPTHWISE_CONV_2D (0: no packed path; only depth multiplier 1).
+pub fn depthwise_packed_bytes(level: Level, p: &DepthwiseConvParams) -> usize {
+    let [_, kh, kw, ch] = p.filter_shape;
+    let taps = kh * kw;
+    if p.depth_multiplier != 1 || taps == 0 || taps > MAX_TAPS || ch == 0 {
+        return 0;
+    }
+    let blocks = ch.div_ceil(level.lanes());
+    // Per block: quantisation words then one i32 weight per tap and lane; then the zero-point
+    // row that padding taps read (one block of slack so full-width loads stay inside).
+    blocks * 4 * level.lanes() * (QUANT_WORDS + taps) + (blocks + 1) * level.lanes()
+}
+
+fn put_i32(dst: &mut [u8], word: usize, v: i32) {
+    if let Some(s) = dst.get_mut(4 * word..4 * word + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// TFLite's shift split as the reference applies it: a left shift before the high multiply and
+/// a rounding right shift after (`quant::multiply_by_quantized_multiplier`, same clamps).
+fn split_shift(shift: i32) -> (i32, i32) {
+    let s = shift.clamp(-31, 30);
+    (s.clamp(0, 31), s.saturating_neg().clamp(0, 31))
+}
+
+/// Writes a block's quantisation words: `bias(c)`, multiplier, left and right shift per lane
+/// (lanes past `n` are zero: they compute nothing that is stored).
+fn put_quant(
+    dst: &mut [u8],
+    lanes: usize,
+    channels: Range<usize>,
+    mut per_channel: impl FnMut(usize) -> (i32, i32, i32),
+) {
+    for (lane, c) in channels.enumerate() {
+        let (bias, m, shift) = per_channel(c);
+        let (ls, rs) = split_shift(shift);
+        put_i32(dst, lane, bias);
+        put_i32(dst, lanes + lane, m);
+        put_i32(dst, 2 * lanes + lane, ls);
+        put_i32(dst, 3 * lanes + lane, rs);
+    }
+}
+
+/// Packs a GEMM-shaped weight matrix (`out` rows of `depth` int8, row-major) for `level`.
+/// `quant(c)` gives the channel's bias, multiplier and shift. The AVX-512 layout folds
+/// `(input_offset - 128) * sum(w)` into the bias; AVX2 adds the offset to the panel instead.
+fn pack_gemm(
+    level: Level,
+    out: usize,
+    depth: usize,
+    input_offset: i32,
+    weights: &[i8],
+    mut quant: impl FnMut(usize) -> (i32, i32, i32),
+    dst: &mut [u8],
+) {
+    let lanes = level.lanes();
+    let group = level.group();
+    let bytes = block_bytes(level, depth);
+    let kp = padded_depth(level, depth);
+    for (blk, chunk) in dst.chunks_mut(bytes).enumerate().take(out.div_ceil(lanes)) {
+        chunk.fill(0);
+        let first = blk * lanes;
+        let channels = first..(first + lanes).min(out);
+        let row = |c: usize| weights.get(c * depth..(c + 1) * depth).unwrap_or(&[]);
+        put_quant(chunk, lanes, channels.clone(), |c| {
+            let (bias, m, s) = quant(c);
+            let folded = match level {
+                Level::Avx512Vnni => {
+                    let sum = row(c).iter().fold(0i32, |a, &w| a.wrapping_add(w as i32));
+                    bias.wrapping_add(sum.wrapping_mul(input_offset.wrapping_sub(128)))
+                }
+                Level::Avx2 => bias,
+            };
+            (folded, m, s)
+        });
+        let w = &mut chunk[4 * QUANT_WORDS * lanes..];
+        for (lane, c) in channels.enumerate() {
+            for (k, &v) in row(c).iter().enumerate() {
+                // Element (k / group, lane, k % group) of the [kp/group][lanes][group] layout.
+                let at = (k / group * lanes + lane) * group + k % group;
+                match level {
+                    Level::Avx512Vnni => w[at] = v as u8,
+                    Level::Avx2 => w[2 * at..2 * at + 2].copy_from_slice(&(v as i16).to_le_bytes()),
+                }
+            }
+        }
+        debug_assert_eq!(w.len(), kp * lanes * level.weight_bytes());
+    }
+}
+
+/// Packs CONV_2D's OHWI filter (see [`conv_packed_bytes`]).
+pub fn pack_conv(
+    level: Level,
+    p: &ConvParams,
+    filter: &[i8],
+    quant: impl FnMut(usize) -> (i32, i32, i32),
+    dst: &mut [u8],
+) {
+    pack_gemm(
+        level,
+        p.out_c,
+        conv_depth(p),
+        p.input_offset,
+        filter,
+        quant,
+        dst,
+    );
+}
+
+/// Packs FULLY_CONNECTED's filter (the quantisation words hold the bias only: FC requantises in
+/// floating point from the op's own scales).
+pub fn pack_fc(
+    level: Level,
+    p: &FcParams,
+    filter: &[i8],
+    bias: impl Fn(usize) -> i32,
+    dst: &mut [u8],
+) {
+    pack_gemm(
+        level,
+        p.out_depth,
+        p.accum_depth,
+        p.input_offset,
+        filter,
+        |c| (bias(c), 0, 0),
+        dst,
+    );
+}
+
+/// Packs DEPTHWISE_CONV_2D's `[1, KH, KW, C]` filter: per block the quantisation words (bias
+/// with `input_offset * sum(w)` folded in), then `i32` weights `[tap][lane]`; then the
+/// zero-point row.
+pub fn pack_depthwise(
+    level: Level,
+    p: &DepthwiseConvParams,
+    filter: &[i8],
+    mut quant: impl FnMut(usize) -> (i32, i32, i32),
+    dst: &mut [u8],
+) {
+    let lanes = level.lanes();
+    let [_, kh, kw, ch] = p.filter_shape;
+    let taps = kh * kw;
+    let blocks = ch.div_ceil(lanes);
+    let bytes = 4 * lanes * (QUANT_WORDS + taps);
+    let input_offset = -p.input_zero_point;
+    let (body, zp_row) = dst.split_at_mut((blocks * bytes).min(dst.len()));
+    zp_row.fill(p.input_zero_point as i8 as u8);
+    for (blk, chunk) in body.chunks_mut(bytes).enumerate() {
+        chunk.fill(0);
+        let first = blk * lanes;
+        let channels = first..(first + lanes).min(ch);
+        let w = |t: usize, c: usize| filter.get(t * ch + c).copied().unwrap_or(0) as i32;
+        put_quant(chunk, lanes, channels.clone(), |c| {
+            let (bias, m, s) = quant(c);
+            let sum = (0..taps).fold(0i32, |a, t| a.wrapping_add(w(t, c)));
+            (bias.wrapping_add(sum.wrapping_mul(input_offset)), m, s)
+        });
+        for (lane, c) in channels.enumerate() {
+            for t in 0..taps {
+                put_i32(chunk, (QUANT_WORDS + t) * lanes + lane, w(t, c));
+            }
+        }
+    }
+}
+
+/// Runs a packed CONV_2D on output pixels `pixels` (flattened batch x height x width); false
+/// when the slices disagree with `p` (nothing written).
+pub fn conv(
+    level: Level,
+    p: &ConvParams,
+    packed: &[u8],
+    input: &[i8],
+    output: &mut [i8],
+    pixels: Range<usize>,
+) -> bool {
+    let ok = packed.len() == conv_packed_bytes(level, p)
+        && packed.len() > 0
+        && input.len() == p.batches * p.in_h * p.in_w * p.in_c
+        && output.len() == p.batches * p.out_h * p.out_w * p.out_c
+        && pixels.end <= p.batches * p.out_h * p.out_w
+        && level.available();
+    if !ok {
+        return false;
+    }
+    // SAFETY: the CPU supports `level` (checked above) and the slices have the sizes the
+    // kernels index with (checked above).
+    unsafe {
+        match level {
+            Level::Avx512Vnni => avx512::conv(p, packed, input, output, pixels),
+            Level::Avx2 => avx2::conv(p, packed, input, output, pixels),
+        }
+    }
+    true
+}
+
+/// Runs a packed FULLY_CONNECTED; false when the slices disagree with `p`.
+pub fn fully_connected(
+    level: Level,
+    p: &FcParams,
+    scales: &[f64],
+    packed: &[u8],
+    input: &[i8],
+    output: &mut [i8],
+) -> bool {
+    let ok = packed.len() == fc_packed_bytes(level, p)
+        && packed.len() > 0
+        && scales.len() == p.out_depth
+        && input.len() == p.batches * p.accum_depth
+        && output.len() == p.batches * p.out_depth
+        && level.available();
+    if !ok {
+        return false;
+    }
+    // SAFETY: as in `conv`.
+    unsafe {
+        match level {
+            Level::Avx512Vnni => avx512::fully_connected(p, scales, packed, input, output),
+            Level::Avx2 => avx2::fully_connected(p, scales, packed, input, output),
+        }
+    }
+    true
+}
+
+/// Runs a packed DEPTHWISE_CONV_2D on output pixels `pixels`; false when the slices disagree.
+pub fn depthwise(
+    level: Level,
+    p: &DepthwiseConvParams,
+    packed: &[u8],
+    input: &[i8],
+    output: &mut [i8],
+    pixels: Range<usize>,
+) -> bool {
+    let [n, h, w, c] = p.input_shape;
+    let [_, oh, ow, oc] = p.output_shape;
+    let ok = packed.len() == depthwise_packed_bytes(level, p)
+        && packed.len() > 0
+        && input.len() == n * h * w * c
+        && output.len() == n * oh * ow * oc
+        && pixels.end <= n * oh * ow
+        && level.available();
+    if !ok {
+        return false;
+    }
+    // SAFETY: as in `conv`.
+    unsafe {
+        match level {
+            Level::Avx512Vnni => avx512::depthwise(p, packed, input, output, pixels),
+            Level::Avx2 => avx2::depthwise(p, packed, input, output, pixels),
+        }
+    }
+    true
+}
+
+/// Where output pixel `q`'s window starts: `(batch, y0, x0)` with `y0`/`x0` possibly negative.
+#[inline(always)]
+fn window(
+    q: usize,
+    out_h: usize,
+    out_w: usize,
+    stride: [usize; 2],
+    pad: [usize; 2],
+) -> (usize, isize, isize) {
+    let b = q / (out_h * out_w);
+    let r = q % (out_h * out_w);
+    let (oy, ox) = (r / out_w, r % out_w);
+    (
+        b,
+        (oy * stride[0]) as isize - pad[0] as isize,
+        (ox * stride[1]) as isize - pad[1] as isize,
+    )
+}
+
+/// Fills panel row `row` (length `kp` elements of type `T`) with pixel `q`'s im2col window:
+/// `convert(x)` of each input byte, `pad` for taps outside the image, `T::default()` past the
+/// inner dimension.
+#[inline(always)]
+fn im2col_row<T: Copy + Default>(
+    p: &ConvParams,
+    input: &[i8],
+    q: usize,
+    row: &mut [T],
+    pad: T,
+    convert: impl Fn(i8) -> T,
+) {
+    let (b, y0, x0) = window(
+        q,
+        p.out_h,
+        p.out_w,
+        [p.stride_h, p.stride_w],
+        [p.pad_top, p.pad_left],
+    );
+    let c = p.in_c;
+    let mut at = 0;
+    for fy in 0..p.filter_h {
+        let iy = y0 + (fy * p.dilation_h) as isize;
+        for fx in 0..p.filter_w {
+            let ix = x0 + (fx * p.dilation_w) as isize;
+            let dst = &mut row[at..at + c];
+            if iy < 0 || iy >= p.in_h as isize || ix < 0 || ix >= p.in_w as isize {
+                dst.fill(pad);
+            } else {
+                let src = ((b * p.in_h + iy as usize) * p.in_w + ix as usize) * c;
+                for (d, &s) in dst.iter_mut().zip(&input[src..src + c]) {
+                    *d = convert(s);
+                }
+            }
+            at += c;
+        }
+    }
+    row[at..].fill(T::default());
+}
+
+/// Tap `t`'s input pointer offsets for output pixel `q` of a depthwise convolution: the byte
+/// offset of the input pixel's channel 0, or `None` for a padding tap.
+#[inline(always)]
+fn depthwise_taps(p: &DepthwiseConvParams, q: usize, taps: &mut [Option<usize>; MAX_TAPS]) {
+    let [_, h, w, c] = p.input_shape;
+    let [_, kh, kw, _] = p.filter_shape;
+    let [_, oh, ow, _] = p.output_shape;
+    let (b, y0, x0) = window(q, oh, ow, p.stride, p.pad);
+    for fy in 0..kh {
+        let iy = y0 + (fy * p.dilation[0]) as isize;
+        for fx in 0..kw {
+            let ix = x0 + (fx * p.dilation[1]) as isize;
+            taps[fy * kw + fx] = if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
+                None
+            } else {
+                Some(((b * h + iy as usize) * w + ix as usize) * c)
+            };
+        }
+    }
+}
