@@ -403,6 +403,17 @@ kd_status kd_output_data(kd_interpreter *interp, size_t index, const uint8_t **d
 kd_status kd_invoke(kd_interpreter *interp);
 
 /**
+ * Sets how many threads each large convolution splits its output over (hosted builds with the
+ * packed x86_64 kernels; elsewhere the value is stored and convolutions run on the caller's
+ * thread). 1, the default, allocates nothing; more threads are OS threads spawned per
+ * operator. 0 is an invalid argument.
+ *
+ * # Safety
+ * `interp` must be a handle passed to `kd_interpreter_init`.
+ */
+kd_status kd_set_threads(kd_interpreter *interp, size_t threads);
+
+/**
  * Letterboxes an image into graph input `input`, kdedge's one pre-processing (the same
  * integer function the trainer used; see kdruntime's `letterbox` module for the exact
  * definition).

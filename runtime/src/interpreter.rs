@@ -243,6 +243,7 @@ enum Prepared {
         params: quantize::QuantizeParams,
         input: Span,
         output: Span,
+        path: Path,
     },
     Dequantize {
         params: dequantize::DequantizeParams,
@@ -255,6 +256,7 @@ enum Prepared {
         params: mean::MeanParams,
         input: Span,
         output: Span,
+        path: Path,
     },
     Reshape {
         params: reshape::ReshapeParams,
@@ -278,6 +280,7 @@ enum Prepared {
         a: Span,
         b: Span,
         output: Span,
+        path: Path,
     },
     Mul {
         params: mul::MulParams,
@@ -343,12 +346,12 @@ enum Prepared {
 record_enum!(Prepared {
     0 => Conv { params, input, filter, bias, output, quant, path, packed },
     1 => FullyConnected { params, input, filter, bias, output, scales, path, packed },
-    2 => Quantize { params, input, output },
+    2 => Quantize { params, input, output, path },
     3 => Dequantize { params, unsigned, input, output },
-    4 => Mean { params, input, output },
+    4 => Mean { params, input, output, path },
     5 => Reshape { params, input, output },
     6 => DepthwiseConv { params, input, filter, bias, output, quant, path, packed },
-    7 => Add { params, a, b, output },
+    7 => Add { params, a, b, output, path },
     8 => Mul { params, a, b, output },
     9 => Pool { params, input, output },
     10 => Pad { params, input, output },
@@ -890,6 +893,7 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 params,
                 input,
                 output,
+                path: ctx.path,
             })
         }
         opc::DEQUANTIZE => {
@@ -954,6 +958,7 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 params,
                 input,
                 output,
+                path: ctx.path,
             })
         }
         opc::RESHAPE | opc::SQUEEZE => {
@@ -1101,6 +1106,7 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                     a,
                     b,
                     output,
+                    path: ctx.path,
                 })
             } else {
                 use schema::mul_options as f;
@@ -1476,6 +1482,8 @@ pub struct Interpreter<'m, 'a> {
     activation_start: usize,
     /// Operator count (one record each).
     n_ops: usize,
+    /// Threads the packed convolution kernels split their output over (1: the calling thread).
+    threads: usize,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -1538,7 +1546,21 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             blobs,
             activation_start,
             n_ops: model.num_operators(),
+            threads: 1,
         })
+    }
+
+    /// Splits each large convolution over `threads` threads (std builds; packed kernels only;
+    /// 0 is taken as 1). One thread, the default, runs everything on the caller's thread and
+    /// allocates nothing; more threads are scoped OS threads spawned per operator.
+    #[cfg(feature = "std")]
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Threads convolutions use (see [`Interpreter::set_threads`]).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The model being run.
@@ -1605,7 +1627,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let blobs = persist.get(self.blobs.0..self.blobs.1).unwrap_or(&[]);
         let mut r = Reader::new(records);
         for i in 0..self.n_ops {
-            let done = Prepared::get(&mut r).and_then(|p| eval(&p, model, blobs, acts));
+            let done =
+                Prepared::get(&mut r).and_then(|p| eval(&p, model, blobs, acts, self.threads));
             if done.is_none() {
                 return Err(match self.model.operator(i) {
                     Ok(op) => op.invalid("arena layout inconsistent with the model"),
@@ -1620,7 +1643,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
 /// Runs one prepared operator: the single place that maps a prepared operator to its kernel
 /// function. `None` only if the spans disagree with the arena, which init rules out.
-fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()> {
+fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usize) -> Option<()> {
     let loc = |s: Span| -> Option<Loc> {
         if s.in_model {
             Some(Loc::Const(model.get(s.start..s.start.checked_add(s.len)?)?))
@@ -1655,9 +1678,8 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             let packed = blob(packed)?;
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
-            let pixels = 0..simd::conv_pixels(params);
             simd::conv(
-                path, params, mult, shift, packed, x, filter, bias, y, pixels,
+                path, params, mult, shift, packed, x, filter, bias, y, threads,
             );
         }
         Prepared::FullyConnected {
@@ -1685,9 +1707,10 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             ref params,
             input,
             output,
+            path,
         } => {
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
-            quantize::eval(params, x, y);
+            simd::quantize(path, params, x, y);
         }
         Prepared::Dequantize {
             ref params,
@@ -1706,9 +1729,10 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             ref params,
             input,
             output,
+            path,
         } => {
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
-            mean::eval(params, as_i8(x), as_i8_mut(y));
+            simd::mean(path, params, as_i8(x), as_i8_mut(y));
         }
         Prepared::Reshape {
             ref params,
@@ -1738,9 +1762,8 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             let packed = blob(packed)?;
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
-            let pixels = 0..simd::depthwise_pixels(params);
             simd::depthwise(
-                path, params, mult, shift, packed, x, filter, bias, y, pixels,
+                path, params, mult, shift, packed, x, filter, bias, y, threads,
             );
         }
         Prepared::Add {
@@ -1748,9 +1771,10 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8]) -> Option<()>
             a,
             b,
             output,
+            path,
         } => {
             let ([x1, x2], y) = io(acts, [loc(a)?, loc(b)?], loc(output)?)?;
-            add::eval(params, as_i8(x1), as_i8(x2), as_i8_mut(y));
+            simd::add(path, params, as_i8(x1), as_i8(x2), as_i8_mut(y));
         }
         Prepared::Mul {
             ref params,

@@ -797,6 +797,37 @@ pub unsafe extern "C" fn kd_invoke(interp: *mut kd_interpreter) -> kd_status {
     unsafe { with_interp(interp, |i| i.invoke().map_err(LastError::Runtime)) }
 }
 
+/// Sets how many threads each large convolution splits its output over (hosted builds with the
+/// packed x86_64 kernels; elsewhere the value is stored and convolutions run on the caller's
+/// thread). 1, the default, allocates nothing; more threads are OS threads spawned per
+/// operator. 0 is an invalid argument.
+///
+/// # Safety
+/// `interp` must be a handle passed to `kd_interpreter_init`.
+#[no_mangle]
+pub unsafe extern "C" fn kd_set_threads(interp: *mut kd_interpreter, threads: usize) -> kd_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_interp(interp, |i| {
+            if threads == 0 {
+                return Err(LastError::Argument(
+                    "kd_set_threads: threads must be at least 1",
+                ));
+            }
+            set_threads(i, threads);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+fn set_threads(i: &mut Interpreter, threads: usize) {
+    i.set_threads(threads);
+}
+
+#[cfg(not(feature = "std"))]
+fn set_threads(_: &mut Interpreter, _: usize) {}
+
 /// A source image validated from C arguments.
 ///
 /// # Safety

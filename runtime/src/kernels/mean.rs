@@ -151,6 +151,18 @@ fn next_index(
     false
 }
 
+/// One output from the sum of its `count` inputs: zero point removed, scaled by
+/// `in_scale / (out_scale * count)`, zero point added, clamped.
+#[inline]
+pub(crate) fn finish(p: &MeanParams, sum: i32) -> i8 {
+    let n = p.count as i32;
+    let acc = sum.wrapping_sub(p.input_zero_point.wrapping_mul(n));
+    let m = p.multiplier;
+    multiply_by_quantized_multiplier(acc, m.multiplier, m.shift.clamp(-31, 30))
+        .saturating_add(p.output_zero_point)
+        .clamp(-128, 127) as i8
+}
+
 /// Computes the means; outputs are produced in row-major order of the kept dimensions.
 pub fn eval(p: &MeanParams, input: &[i8], output: &mut [i8]) {
     let rank = p.rank;
@@ -175,14 +187,8 @@ pub fn eval(p: &MeanParams, input: &[i8], output: &mut [i8]) {
                 break;
             }
         }
-        let n = p.count as i32;
-        let acc = sum.wrapping_sub(p.input_zero_point.wrapping_mul(n));
-        let m = p.multiplier;
-        let v = multiply_by_quantized_multiplier(acc, m.multiplier, m.shift.clamp(-31, 30))
-            .saturating_add(p.output_zero_point)
-            .clamp(-128, 127);
         if let Some(slot) = output.get_mut(o) {
-            *slot = v as i8;
+            *slot = finish(p, sum);
         }
         o += 1;
         if !next_index(&mut out_idx, &p.dims, rank, kept) {

@@ -14,10 +14,14 @@
 
 use core::ops::Range;
 
+use super::add::{self, AddParams};
 use super::conv::{self, ConvParams};
 use super::depthwise_conv::{self, DepthwiseConvParams};
 use super::fully_connected::{self, FcParams};
+use super::mean::{self, MeanParams};
+use super::quantize::{self, QuantizeParams};
 
+pub mod portable;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -181,8 +185,8 @@ pub fn depthwise_pixels(p: &DepthwiseConvParams) -> usize {
     n * oh * ow
 }
 
-/// CONV_2D on `path`: output pixels `pixels` on a packed path, the whole output otherwise
-/// (in-place and reference kernels do not split).
+/// CONV_2D on `path`; a packed path splits the output pixels over `threads` threads (std
+/// builds; in-place and reference kernels run on the calling thread).
 #[allow(clippy::too_many_arguments, unused_variables)]
 pub fn conv(
     path: Path,
@@ -194,11 +198,15 @@ pub fn conv(
     filter: &[i8],
     bias: Option<&[u8]>,
     output: &mut [i8],
-    pixels: Range<usize>,
+    threads: usize,
 ) {
+    let macs = conv_pixels(p) * p.out_c * p.filter_h * p.filter_w * p.in_c;
     match path {
         #[cfg(target_arch = "x86_64")]
-        Path::X86(level) if x86::conv(level, p, packed, input, output, pixels.clone()) => {}
+        Path::X86(level)
+            if split(conv_pixels(p), p.out_c, macs, threads, output, |px, out| {
+                x86::conv(level, p, packed, input, out, px)
+            }) => {}
         Path::InPlace if try_conv(p, multipliers, shifts, input, filter, bias, output) => {}
         _ => conv::eval(p, multipliers, shifts, input, filter, bias, output),
     }
@@ -216,11 +224,16 @@ pub fn depthwise(
     filter: &[i8],
     bias: Option<&[u8]>,
     output: &mut [i8],
-    pixels: Range<usize>,
+    threads: usize,
 ) {
+    let [_, kh, kw, oc] = p.filter_shape;
+    let macs = depthwise_pixels(p) * oc * kh * kw;
     match path {
         #[cfg(target_arch = "x86_64")]
-        Path::X86(level) if x86::depthwise(level, p, packed, input, output, pixels.clone()) => {}
+        Path::X86(level)
+            if split(depthwise_pixels(p), oc, macs, threads, output, |px, out| {
+                x86::depthwise(level, p, packed, input, out, px)
+            }) => {}
         Path::InPlace if try_depthwise(p, multipliers, shifts, input, filter, bias, output) => {}
         _ => depthwise_conv::eval_split(p, multipliers, shifts, input, filter, bias, output),
     }
@@ -243,6 +256,80 @@ pub fn fully_connected(
         Path::X86(level) if x86::fully_connected(level, p, scales, packed, input, output) => {}
         Path::InPlace if try_fully_connected(p, scales, input, filter, bias, output) => {}
         _ => fully_connected::eval(p, scales, input, filter, bias, output),
+    }
+}
+
+/// Operators with fewer multiply-accumulates than this run on one thread (spawning costs more).
+pub const MIN_PARALLEL_MACS: usize = 2_000_000;
+
+/// Runs `kernel(pixels, output part)` over `pixels` output pixels of `per_pixel` values each:
+/// on the calling thread, or (std builds, `threads > 1`, at least [`MIN_PARALLEL_MACS`]) on
+/// `threads` scoped threads, each with its own contiguous part. True when every part ran.
+#[allow(unused_variables, unused_mut)]
+fn split(
+    pixels: usize,
+    per_pixel: usize,
+    macs: usize,
+    threads: usize,
+    output: &mut [i8],
+    kernel: impl Fn(Range<usize>, &mut [i8]) -> bool + Sync,
+) -> bool {
+    #[cfg(feature = "std")]
+    if threads > 1 && macs >= MIN_PARALLEL_MACS && pixels >= threads {
+        if output.len() != pixels * per_pixel {
+            return false;
+        }
+        let chunk = pixels.div_ceil(threads);
+        let ok = core::sync::atomic::AtomicBool::new(true);
+        std::thread::scope(|s| {
+            let mut rest = output;
+            let mut start = 0;
+            let kernel = &kernel;
+            let ok = &ok;
+            while start < pixels {
+                let end = (start + chunk).min(pixels);
+                let (part, tail) =
+                    core::mem::take(&mut rest).split_at_mut((end - start) * per_pixel);
+                rest = tail;
+                let mut run = move || {
+                    if !kernel(start..end, part) {
+                        ok.store(false, core::sync::atomic::Ordering::Relaxed);
+                    }
+                };
+                if end == pixels {
+                    run(); // the last part on the calling thread
+                } else {
+                    s.spawn(run);
+                }
+                start = end;
+            }
+        });
+        return ok.load(core::sync::atomic::Ordering::Relaxed);
+    }
+    kernel(0..pixels, output)
+}
+
+/// ADD on `path` (element-wise inputs on a packed path's vector unit, the reference otherwise).
+#[allow(unused_variables)]
+pub fn add(path: Path, p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::X86(level) if x86::add(level, p, a, b, output) => {}
+        _ => add::eval(p, a, b, output),
+    }
+}
+
+/// MEAN on `path` (the reference kernel on [`Path::Reference`]).
+pub fn mean(path: Path, p: &MeanParams, input: &[i8], output: &mut [i8]) {
+    if path == Path::Reference || !portable::mean(p, input, output) {
+        mean::eval(p, input, output);
+    }
+}
+
+/// QUANTIZE on `path` (the reference kernel on [`Path::Reference`]).
+pub fn quantize(path: Path, p: &QuantizeParams, input: &[u8], output: &mut [u8]) {
+    if path == Path::Reference || !portable::quantize(p, input, output) {
+        quantize::eval(p, input, output);
     }
 }
 

@@ -8,12 +8,14 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::{
-    block_bytes, conv_depth, depthwise_taps, im2col_row, padded_depth, Level, MAX_TAPS,
-    PANEL_BYTES, QUANT_WORDS, ROWS,
+    block_bytes, conv_depth, depthwise_rows, im2col_row, padded_depth, split_shift, Level,
+    MAX_TAPS, PANEL_BYTES, QUANT_WORDS, ROWS,
 };
+use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
 use crate::kernels::depthwise_conv::DepthwiseConvParams;
 use crate::kernels::fully_connected::{requantize_real, FcParams};
+use crate::quant::QuantizedMultiplier;
 
 const LANES: usize = 8;
 const LEVEL: Level = Level::Avx2;
@@ -40,17 +42,40 @@ struct OutQuant {
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn block_quant(q: *const u8) -> BlockQuant {
+    quant_vectors(
+        _mm256_loadu_si256(q.cast()),
+        _mm256_loadu_si256(q.add(4 * LANES).cast()),
+        _mm256_loadu_si256(q.add(2 * 4 * LANES).cast()),
+        _mm256_loadu_si256(q.add(3 * 4 * LANES).cast()),
+    )
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn quant_vectors(bias: __m256i, mult: __m256i, left: __m256i, right: __m256i) -> BlockQuant {
     let one = _mm256_set1_epi32(1);
-    let right = _mm256_loadu_si256(q.add(3 * 4 * LANES).cast());
     let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
     BlockQuant {
-        bias: _mm256_loadu_si256(q.cast()),
-        mult: _mm256_loadu_si256(q.add(4 * LANES).cast()),
-        left: _mm256_loadu_si256(q.add(2 * 4 * LANES).cast()),
+        bias,
+        mult,
+        left,
         right,
         mask,
         half: _mm256_srli_epi32(mask, 1),
     }
+}
+
+/// The same constants in every lane (see the AVX-512 twin).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn splat_quant(bias: i32, m: QuantizedMultiplier, left: i32) -> BlockQuant {
+    let (l, r) = split_shift(m.shift);
+    quant_vectors(
+        _mm256_set1_epi32(bias),
+        _mm256_set1_epi32(m.multiplier),
+        _mm256_set1_epi32(l + left),
+        _mm256_set1_epi32(r),
+    )
 }
 
 /// The reference requantisation on 8 lanes (see the AVX-512 twin for the derivation). AVX2 has
@@ -58,7 +83,7 @@ unsafe fn block_quant(q: *const u8) -> BlockQuant {
 /// shift delivers just as well.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn requantize(acc: __m256i, q: &BlockQuant, o: &OutQuant) -> __m256i {
+unsafe fn scale(acc: __m256i, q: &BlockQuant) -> __m256i {
     let x = _mm256_sllv_epi32(_mm256_add_epi32(acc, q.bias), q.left);
     let nudge = _mm256_set1_epi64x(1 << 30);
     let even = _mm256_add_epi64(_mm256_mul_epi32(x, q.mult), nudge);
@@ -74,8 +99,14 @@ unsafe fn requantize(acc: __m256i, q: &BlockQuant, o: &OutQuant) -> __m256i {
     let threshold = _mm256_add_epi32(q.half, _mm256_srli_epi32(high, 31));
     let shifted = _mm256_srav_epi32(high, q.right);
     // cmpgt is -1 where the remainder rounds up.
-    let v = _mm256_sub_epi32(shifted, _mm256_cmpgt_epi32(remainder, threshold));
-    let v = _mm256_add_epi32(v, o.offset);
+    _mm256_sub_epi32(shifted, _mm256_cmpgt_epi32(remainder, threshold))
+}
+
+/// [`scale`], then the output offset and clamp.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn requantize(acc: __m256i, q: &BlockQuant, o: &OutQuant) -> __m256i {
+    let v = _mm256_add_epi32(scale(acc, q), o.offset);
     _mm256_min_epi32(_mm256_max_epi32(v, o.min), o.max)
 }
 
@@ -189,7 +220,7 @@ pub(super) unsafe fn conv(
         let mut r0 = 0;
         while r0 < rows {
             let part = panel.as_ptr().add(r0 * row_len);
-            let out = output.as_mut_ptr().add((q0 + r0) * p.out_c);
+            let out = output.as_mut_ptr().add((q0 + r0 - pixels.start) * p.out_c);
             let n = rows - r0;
             let mut j = 0;
             while j + 1 < blocks {
@@ -262,17 +293,11 @@ pub(super) unsafe fn depthwise(
     let bb = 4 * LANES * (QUANT_WORDS + taps);
     let zp_row = packed.as_ptr().add(blocks * bb).cast::<i8>();
     let o = out_quant(p.output_zero_point, p.act_min, p.act_max);
-    let mut offsets = [None; MAX_TAPS];
     let mut rows = [zp_row; MAX_TAPS];
+    let first = pixels.start;
     for q in pixels {
-        depthwise_taps(p, q, &mut offsets);
-        for (r, off) in rows[..taps].iter_mut().zip(&offsets) {
-            *r = match off {
-                Some(at) => input.as_ptr().add(*at),
-                None => zp_row,
-            };
-        }
-        let out = output.as_mut_ptr().add(q * ch);
+        depthwise_rows(p, input, q, zp_row, &mut rows);
+        let out = output.as_mut_ptr().add((q - first) * ch);
         for j in 0..blocks {
             let n = LANES.min(ch - j * LANES);
             let blk = packed.as_ptr().add(j * bb);
@@ -298,5 +323,28 @@ pub(super) unsafe fn depthwise(
                 n,
             );
         }
+    }
+}
+
+/// Element-wise int8 ADD (equal shapes), as the AVX-512 twin.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) {
+    let [za, zb, zo] = p.zero_points;
+    let qa = splat_quant(-za, p.a_multiplier, add::LEFT_SHIFT);
+    let qb = splat_quant(-zb, p.b_multiplier, add::LEFT_SHIFT);
+    let qo = splat_quant(0, p.output_multiplier, 0);
+    let o = out_quant(zo, p.act_min, p.act_max);
+    let n = output.len();
+    let mut i = 0;
+    while i < n {
+        let k = LANES.min(n - i);
+        let (mut ta, mut tb) = ([0i8; 16], [0i8; 16]);
+        ta[..k].copy_from_slice(&a[i..i + k]);
+        tb[..k].copy_from_slice(&b[i..i + k]);
+        let x = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ta.as_ptr().cast()));
+        let y = _mm256_cvtepi8_epi32(_mm_loadl_epi64(tb.as_ptr().cast()));
+        let sum = _mm256_add_epi32(scale(x, &qa), scale(y, &qb));
+        store_bytes(output.as_mut_ptr().add(i), requantize(sum, &qo, &o), k);
+        i += LANES;
     }
 }

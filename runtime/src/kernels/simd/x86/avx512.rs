@@ -7,12 +7,14 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::{
-    block_bytes, conv_depth, depthwise_taps, im2col_row, padded_depth, Level, MAX_TAPS,
-    PANEL_BYTES, QUANT_WORDS, ROWS,
+    block_bytes, conv_depth, depthwise_rows, im2col_row, padded_depth, split_shift, Level,
+    MAX_TAPS, PANEL_BYTES, QUANT_WORDS, ROWS,
 };
+use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
 use crate::kernels::depthwise_conv::DepthwiseConvParams;
 use crate::kernels::fully_connected::{requantize_real, FcParams};
+use crate::quant::QuantizedMultiplier;
 
 const LANES: usize = 16;
 const LEVEL: Level = Level::Avx512Vnni;
@@ -39,29 +41,58 @@ struct OutQuant {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn block_quant(q: *const u8) -> BlockQuant {
+    quant_vectors(
+        _mm512_loadu_si512(q.cast()),
+        _mm512_loadu_si512(q.add(4 * LANES).cast()),
+        _mm512_loadu_si512(q.add(2 * 4 * LANES).cast()),
+        _mm512_loadu_si512(q.add(3 * 4 * LANES).cast()),
+    )
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn quant_vectors(bias: __m512i, mult: __m512i, left: __m512i, right: __m512i) -> BlockQuant {
     let one = _mm512_set1_epi32(1);
-    let right = _mm512_loadu_si512(q.add(3 * 4 * LANES).cast());
     // RoundingDivideByPOT's mask (2^right - 1) and half of it, per lane.
     let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
     BlockQuant {
-        bias: _mm512_loadu_si512(q.cast()),
-        mult: _mm512_loadu_si512(q.add(4 * LANES).cast()),
-        left: _mm512_loadu_si512(q.add(2 * 4 * LANES).cast()),
+        bias,
+        mult,
+        left,
         right,
         mask,
         half: _mm512_srli_epi32(mask, 1),
     }
 }
 
-/// `MultiplyByQuantizedMultiplier(acc + bias) + offset`, clamped: the reference's arithmetic on
-/// 16 lanes. SaturatingRoundingDoublingHighMul is `(x * m + 2^30) >> 31` (the reference's
+/// The same constants in every lane: `bias`, then `x * m * 2^(left - right)` as the reference.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn splat_quant(bias: i32, m: QuantizedMultiplier, left: i32) -> BlockQuant {
+    let (l, r) = split_shift(m.shift);
+    quant_vectors(
+        _mm512_set1_epi32(bias),
+        _mm512_set1_epi32(m.multiplier),
+        _mm512_set1_epi32(l + left),
+        _mm512_set1_epi32(r),
+    )
+}
+
+/// `MultiplyByQuantizedMultiplier(acc + bias)`: the reference's arithmetic on 16 lanes. SaturatingRoundingDoublingHighMul is `(x * m + 2^30) >> 31` (the reference's
 /// truncating division with its sign-dependent nudge equals this floor shift, and `m` is never
 /// `i32::MIN`, so it never saturates); RoundingDivideByPOT adds one where the remainder exceeds
 /// half the divisor (plus one for negatives).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-unsafe fn requantize(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m512i {
-    let x = _mm512_sllv_epi32(_mm512_add_epi32(acc, q.bias), q.left);
+unsafe fn scale(acc: __m512i, q: &BlockQuant) -> __m512i {
+    scale_biased(_mm512_add_epi32(acc, q.bias), q)
+}
+
+/// [`scale`] without the bias (already in `acc`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn scale_biased(acc: __m512i, q: &BlockQuant) -> __m512i {
+    let x = _mm512_sllv_epi32(acc, q.left);
     let nudge = _mm512_set1_epi64(1 << 30);
     let even = _mm512_add_epi64(_mm512_mul_epi32(x, q.mult), nudge);
     let odd = _mm512_add_epi64(
@@ -77,8 +108,21 @@ unsafe fn requantize(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m512i {
     let threshold = _mm512_add_epi32(q.half, _mm512_srli_epi32(high, 31));
     let shifted = _mm512_srav_epi32(high, q.right);
     let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
-    let v = _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
-    let v = _mm512_add_epi32(v, o.offset);
+    _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1))
+}
+
+/// [`scale`], then the output offset and clamp.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn requantize(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m512i {
+    requantize_biased(_mm512_add_epi32(acc, q.bias), q, o)
+}
+
+/// [`requantize`] of accumulators that started from the bias.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn requantize_biased(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m512i {
+    let v = _mm512_add_epi32(scale_biased(acc, q), o.offset);
     _mm512_min_epi32(_mm512_max_epi32(v, o.min), o.max)
 }
 
@@ -112,6 +156,19 @@ unsafe fn tile<const R: usize, const NB: usize>(
     acc
 }
 
+/// Stores the 16 lanes' low bytes (values already in the int8 range) where `mask` is set: a
+/// register narrowing and a plain store (the masked narrowing store is microcoded on some CPUs).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn store16(out: *mut i8, v: __m512i, mask: __mmask16) {
+    let bytes = _mm512_cvtepi32_epi8(v);
+    if mask == 0xFFFF {
+        _mm_storeu_si128(out.cast(), bytes);
+    } else {
+        _mm_mask_storeu_epi8(out.cast(), mask, bytes);
+    }
+}
+
 fn lane_mask(left: usize) -> __mmask16 {
     if left >= LANES {
         0xFFFF
@@ -132,13 +189,23 @@ unsafe fn store_tile<const R: usize, const NB: usize>(
     c0: usize,
     rows: usize,
 ) {
+    if NB == 2 && out_c >= c0 + 2 * LANES {
+        // Two full blocks: narrow both in registers and store 32 bytes at once.
+        let (q0, q1) = (block_quant(blocks[0]), block_quant(blocks[1]));
+        for r in 0..rows.min(R) {
+            let lo = _mm512_cvtepi32_epi8(requantize(acc[r][0], &q0, o));
+            let hi = _mm512_cvtepi32_epi8(requantize(acc[r][NB - 1], &q1, o));
+            let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+            _mm256_storeu_si256(out.add(r * out_c + c0).cast(), both);
+        }
+        return;
+    }
     for b in 0..NB {
         let q = block_quant(blocks[b]);
         let c = c0 + b * LANES;
         let mask = lane_mask(out_c - c);
         for r in 0..rows.min(R) {
-            let v = requantize(acc[r][b], &q, o);
-            _mm512_mask_cvtepi32_storeu_epi8(out.add(r * out_c + c).cast(), mask, v);
+            store16(out.add(r * out_c + c), requantize(acc[r][b], &q, o), mask);
         }
     }
 }
@@ -178,7 +245,7 @@ pub(super) unsafe fn conv(
             let row = &mut panel[r * row_bytes..(r + 1) * row_bytes];
             im2col_row(p, input, q0 + r, row, pad, |x| (x as u8) ^ 0x80);
         }
-        let out = output.as_mut_ptr().add(q0 * p.out_c);
+        let out = output.as_mut_ptr().add((q0 - pixels.start) * p.out_c);
         let wp = |j: usize| packed.as_ptr().add(j * bb);
         let weights = |j: usize| wp(j).add(4 * QUANT_WORDS * LANES);
         let mut j = 0;
@@ -255,29 +322,76 @@ pub(super) unsafe fn depthwise(
     let bb = 4 * LANES * (QUANT_WORDS + taps);
     let zp_row = packed.as_ptr().add(blocks * bb).cast::<i8>();
     let o = out_quant(p.output_zero_point, p.act_min, p.act_max);
-    let mut offsets = [None; MAX_TAPS];
     let mut rows = [zp_row; MAX_TAPS];
+    let first = pixels.start;
     for q in pixels {
-        depthwise_taps(p, q, &mut offsets);
-        for (r, off) in rows[..taps].iter_mut().zip(&offsets) {
-            *r = match off {
-                Some(at) => input.as_ptr().add(*at),
-                None => zp_row,
-            };
+        depthwise_rows(p, input, q, zp_row, &mut rows);
+        let rows = &rows[..taps];
+        let out = output.as_mut_ptr().add((q - first) * ch);
+        let mut j = 0;
+        // Two blocks per pass share the tap pointers.
+        while j + 1 < blocks {
+            let (b0, b1) = (
+                packed.as_ptr().add(j * bb),
+                packed.as_ptr().add((j + 1) * bb),
+            );
+            let (q0, q1) = (block_quant(b0), block_quant(b1));
+            let (w0, w1) = (
+                b0.add(4 * QUANT_WORDS * LANES),
+                b1.add(4 * QUANT_WORDS * LANES),
+            );
+            // The second block may be the partial last one: masked loads never read past it.
+            let mask = lane_mask(ch - (j + 1) * LANES);
+            let (mut a0, mut a1) = (q0.bias, q1.bias);
+            for (t, r) in rows.iter().enumerate() {
+                let x0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(r.add(j * LANES).cast()));
+                let x1 = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, r.add((j + 1) * LANES)));
+                let wt0 = _mm512_loadu_si512(w0.add(t * 4 * LANES).cast());
+                let wt1 = _mm512_loadu_si512(w1.add(t * 4 * LANES).cast());
+                a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(x0, wt0));
+                a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(x1, wt1));
+            }
+            store16(out.add(j * LANES), requantize_biased(a0, &q0, &o), 0xFFFF);
+            store16(
+                out.add((j + 1) * LANES),
+                requantize_biased(a1, &q1, &o),
+                mask,
+            );
+            j += 2;
         }
-        let out = output.as_mut_ptr().add(q * ch);
-        for j in 0..blocks {
+        if j < blocks {
             let mask = lane_mask(ch - j * LANES);
             let blk = packed.as_ptr().add(j * bb);
+            let qb = block_quant(blk);
             let w = blk.add(4 * QUANT_WORDS * LANES);
-            let mut acc = _mm512_setzero_si512();
-            for (t, r) in rows[..taps].iter().enumerate() {
+            let mut acc = qb.bias;
+            for (t, r) in rows.iter().enumerate() {
                 let x = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, r.add(j * LANES)));
                 let wt = _mm512_loadu_si512(w.add(t * 4 * LANES).cast());
                 acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(x, wt));
             }
-            let v = requantize(acc, &block_quant(blk), &o);
-            _mm512_mask_cvtepi32_storeu_epi8(out.add(j * LANES).cast(), mask, v);
+            store16(out.add(j * LANES), requantize_biased(acc, &qb, &o), mask);
         }
+    }
+}
+
+/// Element-wise int8 ADD (equal shapes): each input `MulSmallerThanOne((x - zp) << 20)`, summed,
+/// then requantised to the output, as `add::eval` computes every element.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) {
+    let [za, zb, zo] = p.zero_points;
+    let qa = splat_quant(-za, p.a_multiplier, add::LEFT_SHIFT);
+    let qb = splat_quant(-zb, p.b_multiplier, add::LEFT_SHIFT);
+    let qo = splat_quant(0, p.output_multiplier, 0);
+    let o = out_quant(zo, p.act_min, p.act_max);
+    let n = output.len();
+    let mut i = 0;
+    while i < n {
+        let mask = lane_mask(n - i);
+        let x = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, a.as_ptr().add(i)));
+        let y = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, b.as_ptr().add(i)));
+        let sum = _mm512_add_epi32(scale(x, &qa), scale(y, &qb));
+        store16(output.as_mut_ptr().add(i), requantize(sum, &qo, &o), mask);
+        i += LANES;
     }
 }

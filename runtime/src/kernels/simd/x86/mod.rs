@@ -15,6 +15,7 @@
 
 use core::ops::Range;
 
+use crate::kernels::add::AddParams;
 use crate::kernels::conv::ConvParams;
 use crate::kernels::depthwise_conv::DepthwiseConvParams;
 use crate::kernels::fully_connected::FcParams;
@@ -314,8 +315,9 @@ pub fn pack_depthwise(
     }
 }
 
-/// Runs a packed CONV_2D on output pixels `pixels` (flattened batch x height x width); false
-/// when the slices disagree with `p` (nothing written).
+/// Runs a packed CONV_2D on output pixels `pixels` (flattened batch x height x width) into
+/// `output`, those pixels' part of the output tensor; false when the slices disagree with `p`
+/// (nothing written).
 pub fn conv(
     level: Level,
     p: &ConvParams,
@@ -327,8 +329,9 @@ pub fn conv(
     let ok = packed.len() == conv_packed_bytes(level, p)
         && packed.len() > 0
         && input.len() == p.batches * p.in_h * p.in_w * p.in_c
-        && output.len() == p.batches * p.out_h * p.out_w * p.out_c
+        && pixels.start <= pixels.end
         && pixels.end <= p.batches * p.out_h * p.out_w
+        && output.len() == pixels.len() * p.out_c
         && level.available();
     if !ok {
         return false;
@@ -372,7 +375,8 @@ pub fn fully_connected(
     true
 }
 
-/// Runs a packed DEPTHWISE_CONV_2D on output pixels `pixels`; false when the slices disagree.
+/// Runs a packed DEPTHWISE_CONV_2D on output pixels `pixels` into `output`, those pixels' part
+/// of the output tensor; false when the slices disagree.
 pub fn depthwise(
     level: Level,
     p: &DepthwiseConvParams,
@@ -386,8 +390,9 @@ pub fn depthwise(
     let ok = packed.len() == depthwise_packed_bytes(level, p)
         && packed.len() > 0
         && input.len() == n * h * w * c
-        && output.len() == n * oh * ow * oc
+        && pixels.start <= pixels.end
         && pixels.end <= n * oh * ow
+        && output.len() == pixels.len() * oc
         && level.available();
     if !ok {
         return false;
@@ -397,6 +402,24 @@ pub fn depthwise(
         match level {
             Level::Avx512Vnni => avx512::depthwise(p, packed, input, output, pixels),
             Level::Avx2 => avx2::depthwise(p, packed, input, output, pixels),
+        }
+    }
+    true
+}
+
+/// Runs an element-wise (no broadcasting) int8 ADD; false when the shapes broadcast or the
+/// slices disagree (nothing written).
+pub fn add(level: Level, p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> bool {
+    let [na, nb, no] = p.shape.sizes;
+    let ok = na == no && nb == no && a.len() == no && b.len() == no && output.len() == no;
+    if !ok || !level.available() {
+        return false;
+    }
+    // SAFETY: the CPU supports `level`; all three slices have `no` elements.
+    unsafe {
+        match level {
+            Level::Avx512Vnni => avx512::add(p, a, b, output),
+            Level::Avx2 => avx2::add(p, a, b, output),
         }
     }
     true
@@ -433,6 +456,15 @@ fn im2col_row<T: Copy + Default>(
     pad: T,
     convert: impl Fn(i8) -> T,
 ) {
+    let c = p.in_c;
+    if p.filter_h == 1 && p.filter_w == 1 && p.stride_h == 1 && p.stride_w == 1 {
+        // Pointwise (1x1, stride 1, hence no padding): output pixel q reads input pixel q.
+        for (d, &s) in row.iter_mut().zip(&input[q * c..(q + 1) * c]) {
+            *d = convert(s);
+        }
+        row[c..].fill(T::default());
+        return;
+    }
     let (b, y0, x0) = window(
         q,
         p.out_h,
@@ -440,10 +472,25 @@ fn im2col_row<T: Copy + Default>(
         [p.stride_h, p.stride_w],
         [p.pad_top, p.pad_left],
     );
-    let c = p.in_c;
     let mut at = 0;
     for fy in 0..p.filter_h {
         let iy = y0 + (fy * p.dilation_h) as isize;
+        let x_end = x0 + ((p.filter_w - 1) * p.dilation_w) as isize;
+        if p.dilation_w == 1
+            && iy >= 0
+            && iy < p.in_h as isize
+            && x0 >= 0
+            && x_end < p.in_w as isize
+        {
+            // The whole filter row is inside the image: one contiguous run of input.
+            let n = p.filter_w * c;
+            let src = ((b * p.in_h + iy as usize) * p.in_w + x0 as usize) * c;
+            for (d, &s) in row[at..at + n].iter_mut().zip(&input[src..src + n]) {
+                *d = convert(s);
+            }
+            at += n;
+            continue;
+        }
         for fx in 0..p.filter_w {
             let ix = x0 + (fx * p.dilation_w) as isize;
             let dst = &mut row[at..at + c];
@@ -461,23 +508,40 @@ fn im2col_row<T: Copy + Default>(
     row[at..].fill(T::default());
 }
 
-/// Tap `t`'s input pointer offsets for output pixel `q` of a depthwise convolution: the byte
-/// offset of the input pixel's channel 0, or `None` for a padding tap.
+/// Each tap's input row for output pixel `q` of a depthwise convolution: a pointer to the input
+/// pixel's channel 0, or `zp_row` (the zero point in every channel) for a padding tap.
+///
+/// # Safety
+/// `input` must have the size `p` implies (the window positions inside the image are then
+/// inside `input`).
 #[inline(always)]
-fn depthwise_taps(p: &DepthwiseConvParams, q: usize, taps: &mut [Option<usize>; MAX_TAPS]) {
+unsafe fn depthwise_rows(
+    p: &DepthwiseConvParams,
+    input: &[i8],
+    q: usize,
+    zp_row: *const i8,
+    rows: &mut [*const i8; MAX_TAPS],
+) {
     let [_, h, w, c] = p.input_shape;
     let [_, kh, kw, _] = p.filter_shape;
     let [_, oh, ow, _] = p.output_shape;
     let (b, y0, x0) = window(q, oh, ow, p.stride, p.pad);
+    let (dh, dw) = (p.dilation[0] as isize, p.dilation[1] as isize);
+    let inside = y0 >= 0
+        && y0 + (kh as isize - 1) * dh < h as isize
+        && x0 >= 0
+        && x0 + (kw as isize - 1) * dw < w as isize;
+    let base = input.as_ptr();
     for fy in 0..kh {
-        let iy = y0 + (fy * p.dilation[0]) as isize;
+        let iy = y0 + fy as isize * dh;
         for fx in 0..kw {
-            let ix = x0 + (fx * p.dilation[1]) as isize;
-            taps[fy * kw + fx] = if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
-                None
-            } else {
-                Some(((b * h + iy as usize) * w + ix as usize) * c)
-            };
+            let ix = x0 + fx as isize * dw;
+            rows[fy * kw + fx] =
+                if inside || (iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize) {
+                    base.add(((b * h + iy as usize) * w + ix as usize) * c)
+                } else {
+                    zp_row
+                };
         }
     }
 }
