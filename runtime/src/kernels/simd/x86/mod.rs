@@ -545,3 +545,6 @@ unsafe fn depthwise_rows(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+//! Every x86 kernel against the reference kernel it replaces, on random shapes, quantisation
+//! and data, on each level this CPU has, over the whole output and over pixel sub-ranges (the
+//! parts threads compute). Shapes cover 1x1 / 3x3 / 5x5 / strided / dilated / SAME and VALID /
+//! channel counts off the vector width / extreme zero points / per-channel multipliers with
+//! left shifts / no bias.
+
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use crate::kernels::activations::FusedActivation;
+use crate::kernels::depthwise_conv::{self, Padding};
+use crate::kernels::{add, conv, fully_connected};
+use crate::quant::QuantizedMultiplier;
+use crate::tflite::schema::{activation, padding};
+
+/// xorshift64*: deterministic, no dependencies.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn int8(&mut self) -> i8 {
+        self.next() as i8
+    }
+    fn bytes(&mut self, n: usize) -> Vec<i8> {
+        (0..n).map(|_| self.int8()).collect()
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())]
+    }
+    /// A real multiplier between 2^-12 and 4 (left shifts included).
+    fn multiplier(&mut self) -> QuantizedMultiplier {
+        let e = self.below(14) as i32 - 12;
+        let m = 0.5 + (self.below(1 << 20) as f64) / (1u64 << 21) as f64;
+        QuantizedMultiplier::from_f64(m * 2f64.powi(e))
+    }
+}
+
+/// An input zero point, the extremes often.
+fn zero_point(rng: &mut Rng) -> i32 {
+    let any = rng.int8() as i32;
+    rng.pick(&[-128, 127, 0, any])
+}
+
+fn levels() -> Vec<Level> {
+    [Level::Avx2, Level::Avx512Vnni]
+        .into_iter()
+        .filter(|l| l.available())
+        .collect()
+}
+
+fn quant_of<'a>(
+    qs: &'a [QuantizedMultiplier],
+    bias: &'a [i32],
+) -> impl Fn(usize) -> (i32, i32, i32) + 'a {
+    move |c| (bias[c], qs[c].multiplier, qs[c].shift)
+}
+
+fn bias_bytes(bias: &[i32]) -> Vec<u8> {
+    bias.iter().flat_map(|b| b.to_le_bytes()).collect()
+}
+
+/// Runs `kernel` over the whole output and over three random parts, and checks each part.
+fn check_parts(
+    rng: &mut Rng,
+    pixels: usize,
+    per_pixel: usize,
+    want: &[i8],
+    what: &str,
+    mut kernel: impl FnMut(Range<usize>, &mut [i8]) -> bool,
+) {
+    let mut got = vec![0i8; want.len()];
+    assert!(kernel(0..pixels, &mut got), "{what}: rejected");
+    assert_eq!(got, want, "{what}");
+    for _ in 0..3 {
+        let a = rng.below(pixels + 1);
+        let b = a + rng.below(pixels - a + 1);
+        let mut part = vec![0i8; (b - a) * per_pixel];
+        assert!(kernel(a..b, &mut part), "{what}: part {a}..{b} rejected");
+        assert_eq!(
+            part,
+            want[a * per_pixel..b * per_pixel],
+            "{what}: part {a}..{b}"
+        );
+    }
+}
+
+#[test]
+fn conv_matches_reference() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ran = 0;
+    for case in 0..150 {
+        let k = rng.pick(&[1, 1, 3, 3, 5, 2]);
+        let spec = conv::ConvSpec {
+            input: [
+                1 + rng.below(2),
+                k + rng.below(9),
+                k + rng.below(9),
+                1 + rng.below(40),
+            ],
+            filter: [1 + rng.below(70), k, k, 0],
+            output: [0; 4],
+            stride: (1 + rng.below(2) as i32, 1 + rng.below(2) as i32),
+            dilation: (1 + rng.below(2) as i32, 1),
+            padding: rng.pick(&[padding::SAME, padding::VALID]),
+            activation: rng.pick(&[activation::NONE, activation::RELU, activation::RELU6]),
+            input_zero_point: zero_point(&mut rng) as i64,
+            output_zero_point: rng.int8() as i64,
+            output_scale: 0.05,
+        };
+        let mut spec = spec;
+        spec.filter[3] = spec.input[3];
+        let (sh, sw) = (spec.stride.0 as usize, spec.stride.1 as usize);
+        let (dh, dw) = (spec.dilation.0 as usize, spec.dilation.1 as usize);
+        let (Some(oh), Some(ow)) = (
+            conv::out_size(spec.padding, spec.input[1], k, sh, dh),
+            conv::out_size(spec.padding, spec.input[2], k, sw, dw),
+        ) else {
+            continue;
+        };
+        if oh == 0 || ow == 0 {
+            continue;
+        }
+        spec.output = [spec.input[0], oh, ow, spec.filter[0]];
+        let Ok(p) = conv::prepare(&spec) else {
+            continue;
+        };
+        let oc = p.out_c;
+        let qs: Vec<_> = (0..oc).map(|_| rng.multiplier()).collect();
+        let (mult, shift): (Vec<i32>, Vec<i32>) =
+            qs.iter().map(|q| (q.multiplier, q.shift)).unzip();
+        let bias: Vec<i32> = (0..oc)
+            .map(|_| (rng.next() as i32) >> rng.pick(&[8, 16, 31]))
+            .collect();
+        let with_bias = rng.below(4) != 0;
+        let bias = if with_bias { bias } else { vec![0; oc] };
+        let bias_b = bias_bytes(&bias);
+        let input = rng.bytes(p.batches * p.in_h * p.in_w * p.in_c);
+        let filter = rng.bytes(oc * k * k * p.in_c);
+        let mut want = vec![0i8; conv_pixels(&p) * oc];
+        let b = with_bias.then_some(&bias_b[..]);
+        conv::eval(&p, &mult, &shift, &input, &filter, b, &mut want);
+        for level in levels() {
+            let mut packed = vec![0u8; conv_packed_bytes(level, &p)];
+            if packed.is_empty() {
+                continue;
+            }
+            pack_conv(level, &p, &filter, quant_of(&qs, &bias), &mut packed);
+            ran += 1;
+            let what = std::format!("case {case} {level:?} {p:?}");
+            check_parts(&mut rng, conv_pixels(&p), oc, &want, &what, |px, out| {
+                conv(level, &p, &packed, &input, out, px)
+            });
+        }
+    }
+    assert!(ran >= 100, "only {ran} convolutions compared");
+}
+
+fn conv_pixels(p: &conv::ConvParams) -> usize {
+    p.batches * p.out_h * p.out_w
+}
+
+#[test]
+fn depthwise_matches_reference() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut ran = 0;
+    for case in 0..150 {
+        let k = rng.pick(&[3, 3, 5, 1, 2]);
+        let c = 1 + rng.below(80);
+        let (n, h, w) = (1 + rng.below(2), k + rng.below(10), k + rng.below(10));
+        let stride = [1 + rng.below(2), 1 + rng.below(2)];
+        let dilation = [1 + rng.below(2), 1];
+        let pad = rng.pick(&[Padding::Same, Padding::Valid]);
+        let (Some((oh, _)), Some((ow, _))) = (
+            depthwise_conv::out_size_and_padding(pad, h, k, stride[0], dilation[0]),
+            depthwise_conv::out_size_and_padding(pad, w, k, stride[1], dilation[1]),
+        ) else {
+            continue;
+        };
+        let act = rng.pick(&[FusedActivation::None, FusedActivation::Relu6]);
+        let zp_in = zero_point(&mut rng);
+        let Ok(p) = depthwise_conv::prepare(
+            [n, h, w, c],
+            [1, k, k, c],
+            [n, oh, ow, c],
+            stride,
+            dilation,
+            pad,
+            1,
+            act,
+            0.02,
+            zp_in,
+            0.05,
+            rng.int8() as i32,
+        ) else {
+            continue;
+        };
+        let qs: Vec<_> = (0..c).map(|_| rng.multiplier()).collect();
+        let (mult, shift): (Vec<i32>, Vec<i32>) =
+            qs.iter().map(|q| (q.multiplier, q.shift)).unzip();
+        let bias: Vec<i32> = (0..c).map(|_| (rng.next() as i32) >> 12).collect();
+        let bias_b = bias_bytes(&bias);
+        let input = rng.bytes(n * h * w * c);
+        let filter = rng.bytes(k * k * c);
+        let mut want = vec![0i8; n * oh * ow * c];
+        depthwise_conv::eval_split(&p, &mult, &shift, &input, &filter, Some(&bias_b), &mut want);
+        for level in levels() {
+            let mut packed = vec![0u8; depthwise_packed_bytes(level, &p)];
+            pack_depthwise(level, &p, &filter, quant_of(&qs, &bias), &mut packed);
+            ran += 1;
+            let what = std::format!("case {case} {level:?} {p:?}");
+            check_parts(&mut rng, n * oh * ow, c, &want, &what, |px, out| {
+                depthwise(level, &p, &packed, &input, out, px)
+            });
+        }
+    }
+    assert!(ran >= 100, "only {ran} depthwise convolutions compared");
+}
+
+#[test]
+fn fully_connected_matches_reference() {
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    for case in 0..60 {
+        let (batches, depth, out) = (1 + rng.below(3), 1 + rng.below(300), 1 + rng.below(70));
+        let in_dims = [batches as i32, depth as i32];
+        let out_dims = [batches as i32, out as i32];
+        let spec = fully_connected::FcSpec {
+            input_elements: batches * depth,
+            filter: [out, depth],
+            input_dims: &in_dims,
+            output_dims: &out_dims,
+            keep_num_dims: false,
+            activation: activation::NONE,
+            input_zero_point: rng.int8() as i64,
+            output_zero_point: rng.int8() as i64,
+            output_scale: 1.0,
+        };
+        let p = fully_connected::prepare(&spec).unwrap();
+        let scales: Vec<f64> = (0..out)
+            .map(|_| rng.multiplier().multiplier as f64 * 1e-12)
+            .collect();
+        let bias: Vec<i32> = (0..out).map(|_| (rng.next() as i32) >> 10).collect();
+        let bias_b = bias_bytes(&bias);
+        let input = rng.bytes(batches * depth);
+        let filter = rng.bytes(out * depth);
+        let mut want = vec![0i8; batches * out];
+        fully_connected::eval(&p, &scales, &input, &filter, Some(&bias_b), &mut want);
+        for level in levels() {
+            let mut packed = vec![0u8; fc_packed_bytes(level, &p)];
+            pack_fc(level, &p, &filter, |c| bias[c], &mut packed);
+            let mut got = vec![0i8; want.len()];
+            assert!(fully_connected(
+                level, &p, &scales, &packed, &input, &mut got
+            ));
+            assert_eq!(got, want, "case {case} {level:?}");
+        }
+    }
+}
+
+#[test]
+fn add_matches_reference() {
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    for case in 0..60 {
+        let n = 1 + rng.below(200);
+        let scales = [
+            0.01 + rng.below(100) as f32 * 1e-3,
+            0.02,
+            0.03 + rng.below(50) as f32 * 1e-3,
+        ];
+        let Ok(p) = add::prepare(
+            scales[0],
+            rng.int8() as i32,
+            scales[1],
+            rng.int8() as i32,
+            scales[2],
+            rng.int8() as i32,
+            rng.pick(&[FusedActivation::None, FusedActivation::Relu]),
+            &[n],
+            &[n],
+            &[n],
+        ) else {
+            continue;
+        };
+        let (a, b) = (rng.bytes(n), rng.bytes(n));
+        let mut want = vec![0i8; n];
+        add::eval(&p, &a, &b, &mut want);
+        for level in levels() {
+            let mut got = vec![0i8; n];
+            assert!(add(level, &p, &a, &b, &mut got));
+            assert_eq!(got, want, "case {case} {level:?}");
+        }
+    }
+}
+
+#[test]
+fn this_cpu_has_a_level_for_the_tests() {
+    // The suite above is vacuous without one; every x86_64 machine we build on has AVX2.
+    assert!(
+        !levels().is_empty(),
+        "neither AVX2 nor AVX-512 VNNI detected"
+    );
+}
