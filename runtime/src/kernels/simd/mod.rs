@@ -7,6 +7,9 @@
 //! unsupported shape, or no such kernel on this target) and the caller must run the reference
 //! kernel. These paths read the model's weights in place (no packing, no arena).
 
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
+
 use super::conv::ConvParams;
 use super::depthwise_conv::DepthwiseConvParams;
 use super::fully_connected::FcParams;
@@ -22,6 +25,10 @@ pub fn try_conv(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if neon::conv(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -36,6 +43,10 @@ pub fn try_depthwise(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if neon::depthwise(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -49,5 +60,9 @@ pub fn try_fully_connected(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if neon::fully_connected(p, scales, input, filter, bias, output) {
+        return true;
+    }
     false
 }
