@@ -35,8 +35,14 @@ step_aarch64() {
     local kdrun64="$ARM/$A64/arm-test/kdrun"
     file -b "$kdrun64" | grep -q 'ARM aarch64' || fail "$kdrun64 is not an aarch64 binary"
 
-    say "aarch64: kdruntime unit tests under qemu-aarch64"
-    arm_cargo cargo test -q -j "$JOBS" --profile arm-test -Zbuild-std --target $A64 -p kdruntime --lib 2>&1 | tail -3
+    # Twice: on a CPU with the dot-product extension (the NEON kernels use sdot) and on one
+    # without (smull + sadalp); the tests check that the detection agrees with the CPU.
+    local cpu
+    for cpu in max:1 cortex-a72:0; do
+        say "aarch64: kdruntime unit tests under qemu-aarch64 -cpu ${cpu%:*} (dotprod: ${cpu#*:})"
+        QEMU_CPU=${cpu%:*} KDRUNTIME_EXPECT_DOTPROD=${cpu#*:} arm_cargo cargo test -q -j "$JOBS" --profile arm-test \
+            -Zbuild-std --target $A64 -p kdruntime --lib 2>&1 | tail -3
+    done
 
     say "aarch64: C library install and C examples (static and shared)"
     arm_cargo env CARGO_BUILD_TARGET=$A64 CARGO_UNSTABLE_BUILD_STD=std RUSTC=/usr/bin/rustc \
@@ -78,9 +84,13 @@ step_aarch64() {
         dims=$("$HOST/kdrun" info "$m" | sed -n 's/^input 0:.*\[\([0-9, ]*\)\].*/\1/p')
         head -c $(( ${dims//,/*} )) data/raw/photos/astronaut.png > "$in"
         "$HOST/kdrun" raw "$m" "$in" "$out/$tag.raw.x86_64"
-        "${QEMU_A64[@]}" "$kdrun64" raw "$m" "$in" "$out/$tag.raw.aarch64"
-        cmp "$out/$tag.raw.x86_64" "$out/$tag.raw.aarch64" || fail "kdrun raw $m: aarch64 differs from x86_64"
-        n=$((n + 1))
+        # Both NEON paths: sdot (-cpu max) and base NEON (-cpu cortex-a72).
+        for cpu in max cortex-a72; do
+            "${QEMU_A64[@]}" -cpu $cpu "$kdrun64" raw "$m" "$in" "$out/$tag.raw.aarch64-$cpu"
+            cmp "$out/$tag.raw.x86_64" "$out/$tag.raw.aarch64-$cpu" \
+                || fail "kdrun raw $m (-cpu $cpu): aarch64 differs from x86_64"
+            n=$((n + 1))
+        done
     done
     # The C examples on the PPM photo (they read PPM/PGM): static and shared, against x86_64.
     for m in "${models[@]}"; do

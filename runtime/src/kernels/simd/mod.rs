@@ -21,6 +21,8 @@ use super::fully_connected::{self, FcParams};
 use super::mean::{self, MeanParams};
 use super::quantize::{self, QuantizeParams};
 
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -344,6 +346,10 @@ pub fn try_conv(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if neon::conv(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -358,6 +364,10 @@ pub fn try_depthwise(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if neon::depthwise(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -371,5 +381,9 @@ pub fn try_fully_connected(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if neon::fully_connected(p, scales, input, filter, bias, output) {
+        return true;
+    }
     false
 }
