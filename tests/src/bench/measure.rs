@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use kdrun::image_input::{self, InputSpec};
 use kdrun::ort_backend::{OrtModel, OrtOptions};
+use kdruntime::kernels::simd::Kernels;
 use kdruntime::{Interpreter, Model};
 
 use super::machine::{self, Machine};
@@ -204,8 +205,9 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
     let bytes =
         std::fs::read(&bm.tflite).with_context(|| format!("reading {}", bm.tflite.display()))?;
     let m = Model::from_bytes(&bytes).with_context(|| bm.tflite.display().to_string())?;
-    let arena_bytes = m.arena_size()?;
-    let mut arena = vec![0u8; arena_bytes];
+    let arena_bytes = m.arena_size_for(Kernels::Reference)?;
+    let fastest_arena_bytes = m.arena_size_for(Kernels::Fastest)?;
+    let mut arena = vec![0u8; fastest_arena_bytes];
     let mut interp = Interpreter::new(&m, &mut arena).with_context(|| bm.name.clone())?;
     let info = interp.input_info(0)?;
     let input_shape: Vec<i64> = info.shape.dims().iter().map(|&d| i64::from(d)).collect();
@@ -232,10 +234,43 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
     let kd_out = interp.output(0)?.to_vec();
     results.push(timed(
         BackendId::Kdruntime,
-        "release build, 1 thread (kdruntime has none), plain reference kernels".into(),
+        format!(
+            "release build, 1 thread, fastest kernels for this CPU ({:?})",
+            Kernels::Fastest.path()
+        ),
         &lat,
         None,
     ));
+    drop(interp);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for (id, kernels, threads, config) in [
+        (
+            BackendId::KdruntimeReference,
+            Kernels::Reference,
+            1,
+            "release build, 1 thread, plain reference kernels (before the optimised kernels)"
+                .to_string(),
+        ),
+        (
+            BackendId::KdruntimeThreads,
+            Kernels::Fastest,
+            cores,
+            format!("release build, fastest kernels, {cores} threads (set_threads)"),
+        ),
+    ] {
+        eprintln!("bench: {} on {}", bm.name, id.label());
+        let mut arena = vec![0u8; m.arena_size_for(kernels)?];
+        let mut interp = Interpreter::with_kernels(&m, &mut arena, kernels)?;
+        interp.set_threads(threads);
+        let lat = time_invokes(policy, || {
+            interp.input_mut(0)?.copy_from_slice(&bm.input);
+            let t0 = Instant::now();
+            interp.invoke()?;
+            Ok(t0.elapsed())
+        })?;
+        let agreement = Agreement::of(interp.output(0)?, &kd_out);
+        results.push(timed(id, config, &lat, agreement));
+    }
 
     let dir = TempDir::new("bench").map_err(|e| anyhow!("{e}"))?;
     let input_path = dir
@@ -358,6 +393,7 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
         input_shape,
         input: bm.input_desc.clone(),
         kdruntime_arena_bytes: arena_bytes as u64,
+        kdruntime_fastest_arena_bytes: Some(fastest_arena_bytes as u64),
         tflm_arena_bytes: tflm_arena,
         results,
     })

@@ -96,6 +96,10 @@ pub struct ModelBench {
     pub input: String,
     /// `Model::arena_size()`.
     pub kdruntime_arena_bytes: u64,
+    /// `Model::arena_size_for(Kernels::Fastest)`: with the weights the packed kernels rearrange
+    /// (absent in runs before the optimised kernels).
+    #[serde(default)]
+    pub kdruntime_fastest_arena_bytes: Option<u64>,
     /// TFLite Micro's recorded arena use, when it ran.
     pub tflm_arena_bytes: Option<u64>,
     /// One entry per backend, kdruntime first.
@@ -106,8 +110,12 @@ pub struct ModelBench {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendId {
-    /// kdruntime, 1 thread (it has no threads), release build.
+    /// kdruntime, its fastest kernels for this CPU, 1 thread, release build (the headline).
     Kdruntime,
+    /// kdruntime's plain reference kernels, 1 thread (the figures before the optimised kernels).
+    KdruntimeReference,
+    /// kdruntime's fastest kernels with every core (`Interpreter::set_threads`).
+    KdruntimeThreads,
     /// TFLite `AUTO` resolver with the XNNPACK delegate, 1 thread.
     TfliteXnnpack,
     /// TFLite `BUILTIN_REF` (reference kernels).
@@ -120,8 +128,10 @@ pub enum BackendId {
 
 impl BackendId {
     /// Every backend in table order.
-    pub const ALL: [BackendId; 5] = [
+    pub const ALL: [BackendId; 7] = [
         BackendId::Kdruntime,
+        BackendId::KdruntimeReference,
+        BackendId::KdruntimeThreads,
         BackendId::TfliteXnnpack,
         BackendId::TfliteRef,
         BackendId::Tflm,
@@ -132,6 +142,8 @@ impl BackendId {
     pub fn label(self) -> &'static str {
         match self {
             BackendId::Kdruntime => "kdruntime",
+            BackendId::KdruntimeReference => "kdruntime reference kernels",
+            BackendId::KdruntimeThreads => "kdruntime all cores",
             BackendId::TfliteXnnpack => "TFLite XNNPACK",
             BackendId::TfliteRef => "TFLite BUILTIN_REF",
             BackendId::Tflm => "TFLite Micro",

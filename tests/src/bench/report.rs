@@ -213,7 +213,7 @@ pub fn latency_markdown(r: &BenchReport, plot: Option<&str>) -> String {
     let _ = writeln!(s, "\n### Model size and memory\n");
     let _ = writeln!(
         s,
-        "| model | input | MACs | operators | .tflite bytes | .onnx bytes | kdruntime arena B | TFLite Micro arena B | arena ratio |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| model | input | MACs | operators | .tflite bytes | .onnx bytes | kdruntime arena B (reference kernels) | kdruntime arena B (fastest, packed weights) | TFLite Micro arena B | arena ratio (reference kernels) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for m in &r.models {
         let ratio = m
@@ -222,7 +222,7 @@ pub fn latency_markdown(r: &BenchReport, plot: Option<&str>) -> String {
             .map(|t| format!("{:.3}", m.kdruntime_arena_bytes as f64 / t as f64));
         let _ = writeln!(
             s,
-            "| {} | {:?} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:?} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.name,
             m.input_shape,
             m.macs
@@ -231,6 +231,8 @@ pub fn latency_markdown(r: &BenchReport, plot: Option<&str>) -> String {
             thousands(m.tflite_bytes),
             m.onnx_bytes.map_or("none".into(), thousands),
             thousands(m.kdruntime_arena_bytes),
+            m.kdruntime_fastest_arena_bytes
+                .map_or("-".into(), thousands),
             m.tflm_arena_bytes.map_or("-".into(), thousands),
             ratio.unwrap_or_else(|| "-".into())
         );
