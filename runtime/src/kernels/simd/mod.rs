@@ -11,6 +11,9 @@ use super::conv::ConvParams;
 use super::depthwise_conv::DepthwiseConvParams;
 use super::fully_connected::FcParams;
 
+#[cfg(any(all(target_arch = "arm", target_feature = "dsp"), test))]
+mod arm_dsp;
+
 /// CONV_2D on this target's optimised path, if it has one for `p`.
 #[allow(unused_variables)]
 pub fn try_conv(
@@ -22,6 +25,10 @@ pub fn try_conv(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if arm_dsp::conv(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -36,6 +43,10 @@ pub fn try_depthwise(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if arm_dsp::depthwise(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -49,5 +60,9 @@ pub fn try_fully_connected(
     bias: Option<&[u8]>,
     output: &mut [i8],
 ) -> bool {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if arm_dsp::fully_connected(p, scales, input, filter, bias, output) {
+        return true;
+    }
     false
 }
