@@ -1,4 +1,5 @@
-//! The crate's only `unsafe`: reinterpreting byte slices as `i8`, `i32`/`u32` or `f64` slices. All
+//! The crate's only `unsafe` besides the DSP instructions (`kernels/simd/arm_dsp.rs`, inline
+//! assembly): reinterpreting byte slices as `i8`, `i32`/`u32` or `f64` slices. All
 //! target types accept every bit pattern, and the `i32`/`u32` views check alignment and length
 //! (`align_to` with empty prefix and suffix), so these casts are sound.
 

@@ -6,7 +6,8 @@
 //! Two kinds of path:
 //! - packed (x86_64: AVX2, AVX-512 VNNI): the weights are rearranged at init into the op's blob
 //!   (arena bytes, counted by `Model::arena_size`), see [`x86`];
-//! - in place (the `try_*` functions: other targets): the weights are read where the model has
+//! - in place (the `try_*` functions: aarch64 NEON in [`neon`](self), Cortex-M DSP in
+//!   `arm_dsp`): the weights are read where the model has
 //!   them; each takes exactly the reference kernel's arguments and returns `true` when it
 //!   computed the output, `false` when the caller must run the reference kernel.
 //!
@@ -21,6 +22,8 @@ use super::fully_connected::{self, FcParams};
 use super::mean::{self, MeanParams};
 use super::quantize::{self, QuantizeParams};
 
+#[cfg(any(all(target_arch = "arm", target_feature = "dsp"), test))]
+mod arm_dsp;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon;
 pub mod portable;
@@ -350,6 +353,10 @@ pub fn try_conv(
     if neon::conv(p, multipliers, shifts, input, filter, bias, output) {
         return true;
     }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if arm_dsp::conv(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -368,6 +375,10 @@ pub fn try_depthwise(
     if neon::depthwise(p, multipliers, shifts, input, filter, bias, output) {
         return true;
     }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if arm_dsp::depthwise(p, multipliers, shifts, input, filter, bias, output) {
+        return true;
+    }
     false
 }
 
@@ -383,6 +394,10 @@ pub fn try_fully_connected(
 ) -> bool {
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if neon::fully_connected(p, scales, input, filter, bias, output) {
+        return true;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if arm_dsp::fully_connected(p, scales, input, filter, bias, output) {
         return true;
     }
     false
