@@ -156,10 +156,36 @@ pub fn depthwise_packed_bytes(level: Level, p: &DepthwiseConvParams) -> usize {
     if p.depth_multiplier != 1 || taps == 0 || taps > MAX_TAPS || ch == 0 {
         return 0;
     }
-    let blocks = ch.div_ceil(level.lanes());
-    // Per block: quantisation words then one i32 weight per tap and lane; then the zero-point
-    // row that padding taps read (one block of slack so full-width loads stay inside).
-    blocks * 4 * level.lanes() * (QUANT_WORDS + taps) + (blocks + 1) * level.lanes()
+    match level {
+        Level::Avx2 => {
+            let blocks = ch.div_ceil(level.lanes());
+            // Per block: quantisation words then one i32 weight per tap and lane; then the
+            // zero-point row that padding taps read (one block of slack for full-width loads).
+            blocks * 4 * level.lanes() * (QUANT_WORDS + taps) + (blocks + 1) * level.lanes()
+        }
+        Level::Avx512Vnni => {
+            let blocks = ch.div_ceil(DW_PAIR_LANES);
+            blocks * dw_pair_block_bytes(taps) + (blocks + 1) * DW_PAIR_LANES
+        }
+    }
+}
+
+/// Channels per block of the AVX-512 depthwise kernel, which multiplies 16-bit pairs of taps
+/// (`vpmaddwd`) for 32 channels at once.
+pub const DW_PAIR_LANES: usize = 32;
+
+/// Bytes of one AVX-512 depthwise block: quantisation words for 32 lanes, then per pair of taps
+/// two vectors of 16 (tap, next tap) int16 weight pairs.
+fn dw_pair_block_bytes(taps: usize) -> usize {
+    4 * QUANT_WORDS * DW_PAIR_LANES + taps.div_ceil(2) * 2 * 64
+}
+
+/// The channel (within its block of 32) in accumulator lane `i` of the AVX-512 depthwise kernel:
+/// interleaving two taps' 16-bit values within 128-bit lanes (`vpunpck{l,h}wd`) puts channels
+/// 8k..8k+3 in the low vector's lanes 4k..4k+3 and 8k+4..8k+7 in the high vector's (`i >= 16`).
+fn dw_pair_channel(i: usize) -> usize {
+    let (half, i) = (i / 16, i % 16);
+    8 * (i / 4) + 4 * half + i % 4
 }
 
 fn put_i32(dst: &mut [u8], word: usize, v: i32) {
@@ -289,6 +315,9 @@ pub fn pack_depthwise(
     mut quant: impl FnMut(usize) -> (i32, i32, i32),
     dst: &mut [u8],
 ) {
+    if level == Level::Avx512Vnni {
+        return pack_depthwise_pairs(p, filter, quant, dst);
+    }
     let lanes = level.lanes();
     let [_, kh, kw, ch] = p.filter_shape;
     let taps = kh * kw;
@@ -310,6 +339,47 @@ pub fn pack_depthwise(
         for (lane, c) in channels.enumerate() {
             for t in 0..taps {
                 put_i32(chunk, (QUANT_WORDS + t) * lanes + lane, w(t, c));
+            }
+        }
+    }
+}
+
+/// The AVX-512 depthwise layout (see [`dw_pair_channel`]): per block of 32 channels the
+/// quantisation words in lane order, then per pair of taps the low and high vectors of
+/// `(w[t][c], w[t + 1][c])` int16 pairs (zero past the last tap and the last channel).
+fn pack_depthwise_pairs(
+    p: &DepthwiseConvParams,
+    filter: &[i8],
+    mut quant: impl FnMut(usize) -> (i32, i32, i32),
+    dst: &mut [u8],
+) {
+    let [_, kh, kw, ch] = p.filter_shape;
+    let taps = kh * kw;
+    let blocks = ch.div_ceil(DW_PAIR_LANES);
+    let bytes = dw_pair_block_bytes(taps);
+    let (body, zp_row) = dst.split_at_mut((blocks * bytes).min(dst.len()));
+    zp_row.fill(p.input_zero_point as i8 as u8);
+    let w = |t: usize, c: usize| match t < taps && c < ch {
+        true => filter.get(t * ch + c).copied().unwrap_or(0) as i16,
+        false => 0,
+    };
+    for (blk, chunk) in body.chunks_mut(bytes).enumerate() {
+        chunk.fill(0);
+        for i in 0..DW_PAIR_LANES {
+            let c = blk * DW_PAIR_LANES + dw_pair_channel(i);
+            if c < ch {
+                let (bias, m, shift) = quant(c);
+                let sum = (0..taps).fold(0i32, |a, t| a.wrapping_add(w(t, c) as i32));
+                let (ls, rs) = split_shift(shift);
+                let folded = bias.wrapping_add(sum.wrapping_mul(-p.input_zero_point));
+                for (k, v) in [folded, m, ls, rs].into_iter().enumerate() {
+                    put_i32(chunk, k * DW_PAIR_LANES + i, v);
+                }
+            }
+            for pair in 0..taps.div_ceil(2) {
+                let at = 4 * QUANT_WORDS * DW_PAIR_LANES + pair * 128 + 4 * i;
+                chunk[at..at + 2].copy_from_slice(&w(2 * pair, c).to_le_bytes());
+                chunk[at + 2..at + 4].copy_from_slice(&w(2 * pair + 1, c).to_le_bytes());
             }
         }
     }
@@ -513,14 +583,14 @@ fn im2col_row<T: Copy + Default>(
 ///
 /// # Safety
 /// `input` must have the size `p` implies (the window positions inside the image are then
-/// inside `input`).
+/// inside `input`), and `rows` at least `KH * KW` entries.
 #[inline(always)]
 unsafe fn depthwise_rows(
     p: &DepthwiseConvParams,
     input: &[i8],
     q: usize,
     zp_row: *const i8,
-    rows: &mut [*const i8; MAX_TAPS],
+    rows: &mut [*const i8],
 ) {
     let [_, h, w, c] = p.input_shape;
     let [_, kh, kw, _] = p.filter_shape;
@@ -532,16 +602,25 @@ unsafe fn depthwise_rows(
         && x0 >= 0
         && x0 + (kw as isize - 1) * dw < w as isize;
     let base = input.as_ptr();
+    if inside {
+        for fy in 0..kh {
+            let iy = (y0 + fy as isize * dh) as usize;
+            let row = base.add(((b * h + iy) * w + x0 as usize) * c);
+            for fx in 0..kw {
+                rows[fy * kw + fx] = row.add(fx * dw as usize * c);
+            }
+        }
+        return;
+    }
     for fy in 0..kh {
         let iy = y0 + fy as isize * dh;
         for fx in 0..kw {
             let ix = x0 + fx as isize * dw;
-            rows[fy * kw + fx] =
-                if inside || (iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize) {
-                    base.add(((b * h + iy as usize) * w + ix as usize) * c)
-                } else {
-                    zp_row
-                };
+            rows[fy * kw + fx] = if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                base.add(((b * h + iy as usize) * w + ix as usize) * c)
+            } else {
+                zp_row
+            };
         }
     }
 }
