@@ -365,6 +365,9 @@ record_enum!(Prepared {
     18 => Pack { params, inputs, output },
 });
 
+/// A blob to read and one to fill, at init.
+type ReadWrite<'b> = (&'b [u8], &'b mut [u8]);
+
 /// What `bind` needs besides the operator: the model, the activation plan (to resolve spans)
 /// and the op-blob region (`None` in the sizing pass, where allocations are only counted).
 struct Ctx<'m, 'p, 'b> {
@@ -467,7 +470,7 @@ impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
         &mut self,
         bytes: usize,
         earlier: Blob,
-    ) -> Result<(Blob, Option<(&[u8], &mut [u8])>)> {
+    ) -> Result<(Blob, Option<ReadWrite<'_>>)> {
         let (blob, _) = self.blob(bytes)?;
         let pair = match self.blobs.as_deref_mut() {
             Some(b) => {

@@ -1,9 +1,12 @@
 //! `Interpreter::new`, `input_mut`, `invoke` and `output` must not touch the heap: a counting
-//! global allocator sees zero allocations between model load and the output read.
+//! global allocator sees zero allocations between model load and the output read, on every
+//! kernel family (reference, AVX2, the fastest this CPU has).
 //! (Only one test lives in this binary so no parallel test thread allocates meanwhile.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kdruntime::kernels::simd::Kernels;
 
 struct Counting;
 
@@ -44,31 +47,34 @@ fn init_and_invoke_allocate_nothing() {
         let bytes = std::fs::read(format!("{dir}{name}.tflite")).unwrap();
         let input = vec![7u8; 1 << 16];
         let model = kdruntime::Model::from_bytes(&bytes).unwrap();
-        let mut arena = vec![0u8; model.arena_size().unwrap()];
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
-        let checksum = {
-            let mut interp = kdruntime::Interpreter::new(&model, &mut arena).unwrap();
-            let dst = interp.input_mut(0).unwrap();
-            let n = dst.len();
-            dst.copy_from_slice(&input[..n]);
-            interp.invoke().unwrap();
-            interp.invoke().unwrap();
-            interp
-                .output(0)
-                .unwrap()
-                .iter()
-                .map(|&b| b as u64)
-                .sum::<u64>()
-        };
-        let after = ALLOCATIONS.load(Ordering::SeqCst);
-        assert_eq!(
-            after - before,
-            0,
-            "{name}: {} allocations during init/invoke",
-            after - before
-        );
-        // Use the result so the work cannot be optimised away.
-        assert!(checksum < u64::MAX);
+        for kernels in [Kernels::Reference, Kernels::Avx2, Kernels::Fastest] {
+            let mut arena = vec![0u8; model.arena_size_for(kernels).unwrap()];
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            let checksum = {
+                let mut interp =
+                    kdruntime::Interpreter::with_kernels(&model, &mut arena, kernels).unwrap();
+                let dst = interp.input_mut(0).unwrap();
+                let n = dst.len();
+                dst.copy_from_slice(&input[..n]);
+                interp.invoke().unwrap();
+                interp.invoke().unwrap();
+                interp
+                    .output(0)
+                    .unwrap()
+                    .iter()
+                    .map(|&b| b as u64)
+                    .sum::<u64>()
+            };
+            let after = ALLOCATIONS.load(Ordering::SeqCst);
+            assert_eq!(
+                after - before,
+                0,
+                "{name} ({kernels:?}): {} allocations during init/invoke",
+                after - before
+            );
+            // Use the result so the work cannot be optimised away.
+            assert!(checksum < u64::MAX);
+        }
         if name == "nets/all_ops" {
             let mut codes: Vec<i32> = model.operators().map(|o| o.unwrap().opcode).collect();
             codes.sort_unstable();

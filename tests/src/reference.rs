@@ -301,7 +301,7 @@ fn split_outputs(bytes: &[u8], info: &[TensorInfo]) -> Result<Vec<Vec<Vec<u8>>>>
         .map(TensorInfo::byte_len)
         .collect::<Result<Vec<_>>>()?;
     let per_run: usize = sizes.iter().sum();
-    if per_run == 0 || bytes.len() % per_run != 0 {
+    if per_run == 0 || !bytes.len().is_multiple_of(per_run) {
         return Err(Error::Io(format!(
             "{} output bytes are not a multiple of one run's {per_run}",
             bytes.len()

@@ -328,7 +328,7 @@ fn check_ptr(h: *const kd_interpreter) -> Result<(), kd_status> {
     if h.is_null() {
         return Err(kd_status::KD_STATUS_NULL_POINTER);
     }
-    if (h as usize) % align_of::<kd_interpreter>() != 0 {
+    if !(h as usize).is_multiple_of(align_of::<kd_interpreter>()) {
         return Err(kd_status::KD_STATUS_MISALIGNED);
     }
     Ok(())

@@ -293,7 +293,7 @@ fn run_raw(m: &Model<'_>, data: &[u8]) -> Result<Vec<u8>> {
         .map(|i| interp.input_info(i).map(|t| t.byte_size()))
         .collect::<Result<_, _>>()?;
     let per_run: usize = in_sizes.iter().sum();
-    if per_run == 0 || data.is_empty() || data.len() % per_run != 0 {
+    if per_run == 0 || data.is_empty() || !data.len().is_multiple_of(per_run) {
         bail!(
             "input is {} bytes, not a positive multiple of the {per_run} bytes one run takes (inputs: {in_sizes:?})",
             data.len()

@@ -254,7 +254,7 @@ impl OrtModel {
     pub fn run_raw(&mut self, data: &[u8]) -> Result<Vec<u8>> {
         let sizes: Vec<usize> = self.inputs.iter().map(TensorDesc::byte_len).collect();
         let per_run: usize = sizes.iter().sum();
-        if per_run == 0 || data.is_empty() || data.len() % per_run != 0 {
+        if per_run == 0 || data.is_empty() || !data.len().is_multiple_of(per_run) {
             bail!(
                 "input is {} bytes, not a positive multiple of the {per_run} bytes one run takes (inputs: {sizes:?})",
                 data.len()

@@ -58,7 +58,7 @@ pub fn prepare(spec: &FcSpec) -> Result<FcParams, &'static str> {
     if accum_depth == 0 || out_depth == 0 {
         return Err("empty filter");
     }
-    if spec.input_elements % accum_depth != 0 {
+    if !spec.input_elements.is_multiple_of(accum_depth) {
         return Err("input size is not a multiple of the filter's inner dimension");
     }
     let batches = spec.input_elements / accum_depth;

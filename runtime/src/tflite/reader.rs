@@ -78,7 +78,7 @@ impl<'a> Table<'a> {
         let vtable = vtable as usize;
         let vtable_len = u16_at(buf, vtable, what)? as usize;
         let object_len = u16_at(buf, vtable + 2, what)? as usize;
-        if vtable_len < 4 || vtable_len % 2 != 0 || vtable + vtable_len > buf.len() {
+        if vtable_len < 4 || !vtable_len.is_multiple_of(2) || vtable + vtable_len > buf.len() {
             return malformed(vtable, what);
         }
         if object_len < 4 || pos + object_len > buf.len() {

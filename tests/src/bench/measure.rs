@@ -241,7 +241,6 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
         &lat,
         None,
     ));
-    drop(interp);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for (id, kernels, threads, config) in [
         (

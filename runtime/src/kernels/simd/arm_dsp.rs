@@ -797,8 +797,8 @@ mod tests {
         }
         /// Little-endian int32 bias bytes, or none; sometimes full-range values (wrapping).
         fn bias(&mut self, n: usize) -> Option<Vec<u8>> {
-            let full = self.next() % 4 == 0;
-            (self.next() % 3 != 0).then(|| {
+            let full = self.next().is_multiple_of(4);
+            (!self.next().is_multiple_of(3)).then(|| {
                 (0..n)
                     .flat_map(|_| {
                         let b = if full {
@@ -859,7 +859,7 @@ mod tests {
             rng.size(1, 19),
             rng.size(1, 9),
         );
-        let pad = if rng.next() % 2 == 0 {
+        let pad = if rng.next().is_multiple_of(2) {
             padding::SAME
         } else {
             padding::VALID
@@ -926,7 +926,7 @@ mod tests {
             let (kh, kw) = (rng.size(1, 4), rng.size(1, 4));
             let stride = [rng.size(1, 3), rng.size(1, 3)];
             let dilation = [rng.size(1, 3), rng.size(1, 3)];
-            let pad = if rng.next() % 2 == 0 {
+            let pad = if rng.next().is_multiple_of(2) {
                 Padding::Same
             } else {
                 Padding::Valid

@@ -271,6 +271,7 @@ pub const MIN_PARALLEL_MACS: usize = 2_000_000;
 /// on the calling thread, or (std builds, `threads > 1`, at least [`MIN_PARALLEL_MACS`]) on
 /// `threads` scoped threads, each with its own contiguous part. True when every part ran.
 #[allow(unused_variables, unused_mut)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn split(
     pixels: usize,
     per_pixel: usize,

@@ -127,6 +127,7 @@ unsafe fn store_bytes(out: *mut i8, v: __m256i, n: usize) {
 }
 
 /// `R` rows of 16-bit panel times `NB` blocks of 8 channels over `groups` pairs.
+#[allow(clippy::needless_range_loop)] // register tiles read clearer by index
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn tile<const R: usize, const NB: usize>(
@@ -157,6 +158,7 @@ unsafe fn tile<const R: usize, const NB: usize>(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn store_tile<const R: usize, const NB: usize>(

@@ -127,6 +127,7 @@ unsafe fn requantize_biased(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m51
 }
 
 /// `R` panel rows times `NB` blocks of 16 channels over `groups` groups of 4 bytes.
+#[allow(clippy::needless_range_loop)] // register tiles read clearer by index
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn tile<const R: usize, const NB: usize>(
@@ -178,6 +179,7 @@ fn lane_mask(left: usize) -> __mmask16 {
 }
 
 /// Requantises and stores `rows` rows of a tile whose first block starts at channel `c0`.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn store_tile<const R: usize, const NB: usize>(

@@ -397,7 +397,7 @@ pub fn conv(
     pixels: Range<usize>,
 ) -> bool {
     let ok = packed.len() == conv_packed_bytes(level, p)
-        && packed.len() > 0
+        && !packed.is_empty()
         && input.len() == p.batches * p.in_h * p.in_w * p.in_c
         && pixels.start <= pixels.end
         && pixels.end <= p.batches * p.out_h * p.out_w
@@ -427,7 +427,7 @@ pub fn fully_connected(
     output: &mut [i8],
 ) -> bool {
     let ok = packed.len() == fc_packed_bytes(level, p)
-        && packed.len() > 0
+        && !packed.is_empty()
         && scales.len() == p.out_depth
         && input.len() == p.batches * p.accum_depth
         && output.len() == p.batches * p.out_depth
@@ -458,7 +458,7 @@ pub fn depthwise(
     let [n, h, w, c] = p.input_shape;
     let [_, oh, ow, oc] = p.output_shape;
     let ok = packed.len() == depthwise_packed_bytes(level, p)
-        && packed.len() > 0
+        && !packed.is_empty()
         && input.len() == n * h * w * c
         && pixels.start <= pixels.end
         && pixels.end <= n * oh * ow
