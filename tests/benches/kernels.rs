@@ -1,12 +1,14 @@
 //! Per-kernel throughput of kdruntime on the shapes that dominate MobileNetV2-1.0 at 224x224, so
 //! optimisation work can see where time goes. Each case is a one-operator int8 model built with
-//! the kdruntime writer and run through the interpreter (`invoke` only).
+//! the kdruntime writer and run through the interpreter (`invoke` only), on the plain reference
+//! kernels and on the fastest kernels this CPU has (`<case>/reference`, `<case>/fastest`).
 //!
 //! `cargo bench -p kdtests --bench kernels`. Criterion's throughput is in "elements": for the
 //! convolutions and FULLY_CONNECTED an element is one multiply-accumulate, so `Melem/s` reads
 //! as millions of MACs per second; for ADD it is one output value.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kdruntime::kernels::simd::Kernels;
 use kdruntime::tflite::writer::{Activation, DType, ModelBuilder, Op, Padding, Quant, TensorSpec};
 use kdruntime::{Interpreter, Model};
 use kdtests::rng::Rng;
@@ -14,6 +16,7 @@ use kdtests::rng::Rng;
 const IN_SCALE: f32 = 0.02;
 
 /// A built single-operator model, its input bytes and its work per invoke.
+#[derive(Clone)]
 struct Case {
     name: &'static str,
     model: Vec<u8>,
@@ -208,15 +211,22 @@ fn cases() -> Vec<Case> {
 
 fn kernels(c: &mut Criterion) {
     let mut group = c.benchmark_group("kernels");
-    for case in cases() {
+    for (case, kernels) in cases()
+        .into_iter()
+        .flat_map(|c| [Kernels::Reference, Kernels::Fastest].map(|k| (c.clone(), k)))
+    {
         let model = Model::from_bytes(&case.model).expect("valid model");
-        let mut arena = vec![0u8; model.arena_size().expect("plannable")];
-        let mut interp = Interpreter::new(&model, &mut arena).expect("init");
+        let mut arena = vec![0u8; model.arena_size_for(kernels).expect("plannable")];
+        let mut interp = Interpreter::with_kernels(&model, &mut arena, kernels).expect("init");
         for (i, x) in case.inputs.iter().enumerate() {
             interp.input_mut(i).expect("input").copy_from_slice(x);
         }
         group.throughput(Throughput::Elements(case.work));
-        group.bench_function(case.name, |b| {
+        let name = match kernels {
+            Kernels::Reference => format!("{}/reference", case.name),
+            _ => format!("{}/fastest", case.name),
+        };
+        group.bench_function(name, |b| {
             b.iter(|| {
                 interp.invoke().expect("invoke");
                 std::hint::black_box(interp.output(0).expect("output")[0]);
