@@ -215,7 +215,11 @@ pub(super) unsafe fn conv(
         for r in 0..rows {
             let row = &mut panel[r * row_len..(r + 1) * row_len];
             // Offset applied here; padding taps are exactly zero.
-            im2col_row(p, input, q0 + r, row, 0, |x| x as i16 + off);
+            im2col_row(p, input, q0 + r, row, 0, |dst, src| {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = x as i16 + off;
+                }
+            });
         }
         let wp = |j: usize| packed.as_ptr().add(j * bb);
         let weights = |j: usize| wp(j).add(4 * QUANT_WORDS * LANES);

@@ -24,7 +24,11 @@ const LEVEL: Level = Level::Avx512Vnni;
 struct BlockQuant {
     bias: __m512i,
     mult: __m512i,
+    /// The odd lanes' multipliers moved to the even positions (`vpmuldq` reads those).
+    mult_odd: __m512i,
     left: __m512i,
+    /// Whether any lane shifts left (most blocks do not: their multipliers are below one).
+    any_left: bool,
     right: __m512i,
     mask: __m512i,
     half: __m512i,
@@ -58,7 +62,9 @@ unsafe fn quant_vectors(bias: __m512i, mult: __m512i, left: __m512i, right: __m5
     BlockQuant {
         bias,
         mult,
+        mult_odd: _mm512_srli_epi64(mult, 32),
         left,
+        any_left: _mm512_test_epi32_mask(left, left) != 0,
         right,
         mask,
         half: _mm512_srli_epi32(mask, 1),
@@ -92,17 +98,23 @@ unsafe fn scale(acc: __m512i, q: &BlockQuant) -> __m512i {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn scale_biased(acc: __m512i, q: &BlockQuant) -> __m512i {
-    let x = _mm512_sllv_epi32(acc, q.left);
+    let x = if q.any_left {
+        _mm512_sllv_epi32(acc, q.left)
+    } else {
+        acc
+    };
     let nudge = _mm512_set1_epi64(1 << 30);
     let even = _mm512_add_epi64(_mm512_mul_epi32(x, q.mult), nudge);
     let odd = _mm512_add_epi64(
-        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(q.mult, 32)),
+        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), q.mult_odd),
         nudge,
     );
+    // Bits 31..62 of each sum: the even ones shifted down into the low dword, the odd ones
+    // shifted up by one into the high dword (the blend keeps only that dword).
     let high = _mm512_mask_blend_epi32(
         0xAAAA,
         _mm512_srli_epi64(even, 31),
-        _mm512_slli_epi64(_mm512_srli_epi64(odd, 31), 32),
+        _mm512_add_epi64(odd, odd),
     );
     let remainder = _mm512_and_si512(high, q.mask);
     let threshold = _mm512_add_epi32(q.half, _mm512_srli_epi32(high, 31));
@@ -158,15 +170,46 @@ unsafe fn tile<const R: usize, const NB: usize>(
 }
 
 /// Stores the 16 lanes' low bytes (values already in the int8 range) where `mask` is set: a
-/// register narrowing and a plain store (the masked narrowing store is microcoded on some CPUs).
+/// register narrowing and a plain store (a narrowing store to memory, which compilers like to
+/// fuse `vpmovdb` into, is microcoded on some CPUs).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn store16(out: *mut i8, v: __m512i, mask: __mmask16) {
-    let bytes = _mm512_cvtepi32_epi8(v);
+    // Saturating packs keep the (already int8-range) values; each 128-bit lane k then holds
+    // lanes 4k..4k+3 in its first dword, which one dword permute gathers.
+    let w = _mm512_packs_epi32(v, v);
+    let b = _mm512_packs_epi16(w, w);
+    let gather = _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12);
+    let bytes = _mm512_castsi512_si128(_mm512_permutexvar_epi32(gather, b));
     if mask == 0xFFFF {
         _mm_storeu_si128(out.cast(), bytes);
     } else {
         _mm_mask_storeu_epi8(out.cast(), mask, bytes);
+    }
+}
+
+/// `dst[i] = src[i] ^ 0x80` (int8 to the unsigned operand of `vpdpbusd`), 64 bytes per step
+/// with masked tails (never touching bytes past either slice).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn biased_copy(dst: &mut [u8], src: &[i8]) {
+    let n = dst.len().min(src.len());
+    let bias = _mm512_set1_epi8(-128);
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let mask: __mmask64 = if left >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << left) - 1
+        };
+        let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(i));
+        _mm512_mask_storeu_epi8(
+            dst.as_mut_ptr().add(i).cast(),
+            mask,
+            _mm512_xor_si512(v, bias),
+        );
+        i += 64;
     }
 }
 
@@ -195,9 +238,13 @@ unsafe fn store_tile<const R: usize, const NB: usize>(
         // Two full blocks: narrow both in registers and store 32 bytes at once.
         let (q0, q1) = (block_quant(blocks[0]), block_quant(blocks[1]));
         for r in 0..rows.min(R) {
-            let lo = _mm512_cvtepi32_epi8(requantize(acc[r][0], &q0, o));
-            let hi = _mm512_cvtepi32_epi8(requantize(acc[r][NB - 1], &q1, o));
-            let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+            let lo = requantize(acc[r][0], &q0, o);
+            let hi = requantize(acc[r][NB - 1], &q1, o);
+            // Per 128-bit lane k: lo's lanes 4k..4k+3 then hi's, as int16; then as bytes, and
+            // one dword permute puts lo's 16 bytes before hi's.
+            let bytes = _mm512_cvtepi16_epi8(_mm512_packs_epi32(lo, hi));
+            let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+            let both = _mm256_permutevar8x32_epi32(bytes, order);
             _mm256_storeu_si256(out.add(r * out_c + c0).cast(), both);
         }
         return;
@@ -245,7 +292,7 @@ pub(super) unsafe fn conv(
         let rows = ROWS.min(pixels.end - q0);
         for r in 0..rows {
             let row = &mut panel[r * row_bytes..(r + 1) * row_bytes];
-            im2col_row(p, input, q0 + r, row, pad, |x| (x as u8) ^ 0x80);
+            im2col_row(p, input, q0 + r, row, pad, |dst, src| biased_copy(dst, src));
         }
         let out = output.as_mut_ptr().add((q0 - pixels.start) * p.out_c);
         let wp = |j: usize| packed.as_ptr().add(j * bb);

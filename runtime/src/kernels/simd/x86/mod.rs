@@ -515,8 +515,8 @@ fn window(
 }
 
 /// Fills panel row `row` (length `kp` elements of type `T`) with pixel `q`'s im2col window:
-/// `convert(x)` of each input byte, `pad` for taps outside the image, `T::default()` past the
-/// inner dimension.
+/// `copy(dst, src)` converts each contiguous run of input bytes, `pad` fills taps outside the
+/// image, `T::default()` the rest past the inner dimension.
 #[inline(always)]
 fn im2col_row<T: Copy + Default>(
     p: &ConvParams,
@@ -524,14 +524,12 @@ fn im2col_row<T: Copy + Default>(
     q: usize,
     row: &mut [T],
     pad: T,
-    convert: impl Fn(i8) -> T,
+    copy: impl Fn(&mut [T], &[i8]),
 ) {
     let c = p.in_c;
     if p.filter_h == 1 && p.filter_w == 1 && p.stride_h == 1 && p.stride_w == 1 {
         // Pointwise (1x1, stride 1, hence no padding): output pixel q reads input pixel q.
-        for (d, &s) in row.iter_mut().zip(&input[q * c..(q + 1) * c]) {
-            *d = convert(s);
-        }
+        copy(&mut row[..c], &input[q * c..(q + 1) * c]);
         row[c..].fill(T::default());
         return;
     }
@@ -555,9 +553,7 @@ fn im2col_row<T: Copy + Default>(
             // The whole filter row is inside the image: one contiguous run of input.
             let n = p.filter_w * c;
             let src = ((b * p.in_h + iy as usize) * p.in_w + x0 as usize) * c;
-            for (d, &s) in row[at..at + n].iter_mut().zip(&input[src..src + n]) {
-                *d = convert(s);
-            }
+            copy(&mut row[at..at + n], &input[src..src + n]);
             at += n;
             continue;
         }
@@ -568,9 +564,7 @@ fn im2col_row<T: Copy + Default>(
                 dst.fill(pad);
             } else {
                 let src = ((b * p.in_h + iy as usize) * p.in_w + ix as usize) * c;
-                for (d, &s) in dst.iter_mut().zip(&input[src..src + c]) {
-                    *d = convert(s);
-                }
+                copy(dst, &input[src..src + c]);
             }
             at += c;
         }
