@@ -376,12 +376,19 @@ pub(super) unsafe fn depthwise(
     let bb = dw_pair_block_bytes(taps);
     let zp_row = packed.as_ptr().add(blocks * bb).cast::<i8>();
     let o = out_quant(p.output_zero_point, p.act_min, p.act_max);
-    let mut rows = [zp_row; MAX_TAPS + 1];
+    // Two output pixels per step share the weight and quantisation loads and give the core two
+    // independent chains to overlap.
+    let mut rows = [[zp_row; MAX_TAPS + 1]; 2];
     let first = pixels.start;
-    for q in pixels {
-        depthwise_rows(p, input, q, zp_row, &mut rows);
-        // An odd tap count pairs its last tap with the zero-point row (weight 0).
-        rows[taps] = zp_row;
+    let mut q = pixels.start;
+    while q < pixels.end {
+        let n = (pixels.end - q).min(2);
+        for (k, r) in rows.iter_mut().enumerate() {
+            // A lone last pixel computes its own window twice (stored once).
+            depthwise_rows(p, input, q + k.min(n - 1), zp_row, r);
+            // An odd tap count pairs its last tap with the zero-point row (weight 0).
+            r[taps] = zp_row;
+        }
         let out = output.as_mut_ptr().add((q - first) * ch);
         for j in 0..blocks {
             let left = ch - j * L;
@@ -396,30 +403,40 @@ pub(super) unsafe fn depthwise(
             let q_lo = quant_vectors(words(0, 0), words(1, 0), words(2, 0), words(3, 0));
             let q_hi = quant_vectors(words(0, 1), words(1, 1), words(2, 1), words(3, 1));
             let w = blk.add(4 * QUANT_WORDS * L);
-            let (mut lo, mut hi) = (q_lo.bias, q_hi.bias);
+            let mut acc = [[q_lo.bias, q_hi.bias]; 2];
             for pair in 0..pairs {
-                let a =
-                    _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, rows[2 * pair].add(j * L)));
-                let b = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(
-                    mask,
-                    rows[2 * pair + 1].add(j * L),
-                ));
                 let w_lo = _mm512_loadu_si512(w.add(pair * 128).cast());
                 let w_hi = _mm512_loadu_si512(w.add(pair * 128 + 64).cast());
-                lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(a, b), w_lo));
-                hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(a, b), w_hi));
+                for (a, r) in acc.iter_mut().zip(&rows) {
+                    let load = |t: usize| {
+                        _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, r[t].add(j * L)))
+                    };
+                    let (x, y) = (load(2 * pair), load(2 * pair + 1));
+                    a[0] = _mm512_add_epi32(
+                        a[0],
+                        _mm512_madd_epi16(_mm512_unpacklo_epi16(x, y), w_lo),
+                    );
+                    a[1] = _mm512_add_epi32(
+                        a[1],
+                        _mm512_madd_epi16(_mm512_unpackhi_epi16(x, y), w_hi),
+                    );
+                }
             }
-            let v = _mm512_packs_epi32(
-                requantize_biased(lo, &q_lo, &o),
-                requantize_biased(hi, &q_hi, &o),
-            );
-            let bytes = _mm512_cvtepi16_epi8(v);
-            if left >= L {
-                _mm256_storeu_si256(out.add(j * L).cast(), bytes);
-            } else {
-                _mm256_mask_storeu_epi8(out.add(j * L).cast(), mask, bytes);
+            for (k, a) in acc.iter().enumerate().take(n) {
+                let v = _mm512_packs_epi32(
+                    requantize_biased(a[0], &q_lo, &o),
+                    requantize_biased(a[1], &q_hi, &o),
+                );
+                let bytes = _mm512_cvtepi16_epi8(v);
+                let dst = out.add(k * ch + j * L);
+                if left >= L {
+                    _mm256_storeu_si256(dst.cast(), bytes);
+                } else {
+                    _mm256_mask_storeu_epi8(dst.cast(), mask, bytes);
+                }
             }
         }
+        q += n;
     }
 }
 
