@@ -435,7 +435,7 @@ impl CacheWriter {
     pub fn write(&mut self, values: &[f32]) -> Result<()> {
         let per = (self.header.teachers * self.header.classes) as usize;
         ensure!(
-            values.len() % per == 0,
+            values.len().is_multiple_of(per),
             "cache rows: {} values is not a multiple of K x C = {per}",
             values.len()
         );

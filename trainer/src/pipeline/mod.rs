@@ -48,7 +48,7 @@ impl Normalization {
     ///
     /// Errors when the buffer sizes disagree or a `std` is not positive.
     pub fn apply(&self, hwc: &[u8], out: &mut [f32]) -> anyhow::Result<()> {
-        if hwc.len() % 3 != 0 || out.len() != hwc.len() {
+        if !hwc.len().is_multiple_of(3) || out.len() != hwc.len() {
             anyhow::bail!(
                 "normalise: {} input bytes and {} output floats; need 3 * H * W of both",
                 hwc.len(),
