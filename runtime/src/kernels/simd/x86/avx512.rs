@@ -40,6 +40,10 @@ struct OutQuant {
     offset: __m512i,
     min: __m512i,
     max: __m512i,
+    /// The clamp bounds as bytes, for clamping after the saturating narrowing (equal to
+    /// clamping before it: the bounds lie inside the int8 range and saturation is monotone).
+    min8: __m256i,
+    max8: __m256i,
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -136,6 +140,15 @@ unsafe fn requantize(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m512i {
 unsafe fn requantize_biased(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m512i {
     let v = _mm512_add_epi32(scale_biased(acc, q), o.offset);
     _mm512_min_epi32(_mm512_max_epi32(v, o.min), o.max)
+}
+
+/// Two vectors of unclamped results (`scale` plus the output offset) as 32 saturated, clamped
+/// bytes in `vpackssdw`'s order: per 128-bit lane k, `lo`'s lanes 4k..4k+3 then `hi`'s.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn narrow_pair(lo: __m512i, hi: __m512i, o: &OutQuant) -> __m256i {
+    let bytes = _mm512_cvtsepi16_epi8(_mm512_packs_epi32(lo, hi));
+    _mm256_min_epi8(_mm256_max_epi8(bytes, o.min8), o.max8)
 }
 
 /// `R` panel rows times `NB` blocks of 16 channels over `groups` groups of 4 bytes.
@@ -238,23 +251,41 @@ unsafe fn store_tile<const R: usize, const NB: usize>(
         // Two full blocks: narrow both in registers and store 32 bytes at once.
         let (q0, q1) = (block_quant(blocks[0]), block_quant(blocks[1]));
         for r in 0..rows.min(R) {
-            let lo = requantize(acc[r][0], &q0, o);
-            let hi = requantize(acc[r][NB - 1], &q1, o);
-            // Per 128-bit lane k: lo's lanes 4k..4k+3 then hi's, as int16; then as bytes, and
-            // one dword permute puts lo's 16 bytes before hi's.
-            let bytes = _mm512_cvtepi16_epi8(_mm512_packs_epi32(lo, hi));
+            let lo = _mm512_add_epi32(scale(acc[r][0], &q0), o.offset);
+            let hi = _mm512_add_epi32(scale(acc[r][NB - 1], &q1), o.offset);
+            // One dword permute puts lo's 16 bytes before hi's.
+            let bytes = narrow_pair(lo, hi, o);
             let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
             let both = _mm256_permutevar8x32_epi32(bytes, order);
             _mm256_storeu_si256(out.add(r * out_c + c0).cast(), both);
         }
         return;
     }
+    let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     for b in 0..NB {
         let q = block_quant(blocks[b]);
         let c = c0 + b * LANES;
         let mask = lane_mask(out_c - c);
-        for r in 0..rows.min(R) {
-            store16(out.add(r * out_c + c), requantize(acc[r][b], &q, o), mask);
+        let rows = rows.min(R);
+        // Rows in pairs: one narrowing gives both rows' 16 bytes.
+        let mut r = 0;
+        while r < rows {
+            let lo = _mm512_add_epi32(scale(acc[r][b], &q), o.offset);
+            let hi = _mm512_add_epi32(scale(acc[(r + 1).min(R - 1)][b], &q), o.offset);
+            let both = _mm256_permutevar8x32_epi32(narrow_pair(lo, hi, o), order);
+            let put = |row: usize, v: __m128i| {
+                let dst = out.add(row * out_c + c);
+                if mask == 0xFFFF {
+                    _mm_storeu_si128(dst.cast(), v);
+                } else {
+                    _mm_mask_storeu_epi8(dst, mask, v);
+                }
+            };
+            put(r, _mm256_castsi256_si128(both));
+            if r + 1 < rows {
+                put(r + 1, _mm256_extracti128_si256::<1>(both));
+            }
+            r += 2;
         }
     }
 }
@@ -266,6 +297,8 @@ fn out_quant(offset: i32, min: i32, max: i32) -> OutQuant {
             offset: _mm512_set1_epi32(offset),
             min: _mm512_set1_epi32(min),
             max: _mm512_set1_epi32(max),
+            min8: _mm256_set1_epi8(min.clamp(-128, 127) as i8),
+            max8: _mm256_set1_epi8(max.clamp(-128, 127) as i8),
         }
     }
 }
@@ -423,11 +456,12 @@ pub(super) unsafe fn depthwise(
                 }
             }
             for (k, a) in acc.iter().enumerate().take(n) {
-                let v = _mm512_packs_epi32(
-                    requantize_biased(a[0], &q_lo, &o),
-                    requantize_biased(a[1], &q_hi, &o),
+                // The packing undoes the tap interleaving: channels come out in order.
+                let bytes = narrow_pair(
+                    _mm512_add_epi32(scale_biased(a[0], &q_lo), o.offset),
+                    _mm512_add_epi32(scale_biased(a[1], &q_hi), o.offset),
+                    &o,
                 );
-                let bytes = _mm512_cvtepi16_epi8(v);
                 let dst = out.add(k * ch + j * L);
                 if left >= L {
                     _mm256_storeu_si256(dst.cast(), bytes);
