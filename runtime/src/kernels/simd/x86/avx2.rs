@@ -8,7 +8,7 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::{
-    block_bytes, conv_depth, depthwise_rows, im2col_row, padded_depth, split_shift, Level,
+    block_bytes, conv_depth, depthwise_rows, im2col_row, padded_depth, split_shift, Level, Pos,
     MAX_TAPS, PANEL_BYTES, QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
@@ -212,14 +212,16 @@ pub(super) unsafe fn conv(
     let mut q0 = pixels.start;
     while q0 < pixels.end {
         let rows = ROWS.min(pixels.end - q0);
+        let mut pos = Pos::of(q0, p.out_h, p.out_w);
         for r in 0..rows {
             let row = &mut panel[r * row_len..(r + 1) * row_len];
             // Offset applied here; padding taps are exactly zero.
-            im2col_row(p, input, q0 + r, row, 0, |dst, src| {
+            im2col_row(p, input, q0 + r, pos, row, 0, |dst, src| {
                 for (d, &x) in dst.iter_mut().zip(src) {
                     *d = x as i16 + off;
                 }
             });
+            pos = pos.next(p.out_h, p.out_w);
         }
         let wp = |j: usize| packed.as_ptr().add(j * bb);
         let weights = |j: usize| wp(j).add(4 * QUANT_WORDS * LANES);

@@ -8,7 +8,7 @@ use core::ops::Range;
 
 use super::{
     block_bytes, conv_depth, depthwise_rows, dw_pair_block_bytes, im2col_row, padded_depth,
-    split_shift, Level, DW_PAIR_LANES, MAX_TAPS, PANEL_BYTES, QUANT_WORDS, ROWS,
+    split_shift, Level, Pos, DW_PAIR_LANES, MAX_TAPS, PANEL_BYTES, QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
@@ -323,9 +323,13 @@ pub(super) unsafe fn conv(
     let mut q0 = pixels.start;
     while q0 < pixels.end {
         let rows = ROWS.min(pixels.end - q0);
+        let mut pos = Pos::of(q0, p.out_h, p.out_w);
         for r in 0..rows {
             let row = &mut panel[r * row_bytes..(r + 1) * row_bytes];
-            im2col_row(p, input, q0 + r, row, pad, |dst, src| biased_copy(dst, src));
+            im2col_row(p, input, q0 + r, pos, row, pad, |dst, src| {
+                biased_copy(dst, src)
+            });
+            pos = pos.next(p.out_h, p.out_w);
         }
         let out = output.as_mut_ptr().add((q0 - pixels.start) * p.out_c);
         let wp = |j: usize| packed.as_ptr().add(j * bb);

@@ -514,7 +514,50 @@ fn window(
     )
 }
 
-/// Fills panel row `row` (length `kp` elements of type `T`) with pixel `q`'s im2col window:
+/// An output pixel's batch, row and column.
+#[derive(Clone, Copy)]
+struct Pos {
+    b: usize,
+    oy: usize,
+    ox: usize,
+}
+
+impl Pos {
+    /// Output pixel `q` (flattened batch x height x width) of an `h x w` output.
+    #[inline(always)]
+    fn of(q: usize, h: usize, w: usize) -> Self {
+        let (b, r) = (q / (h * w), q % (h * w));
+        Pos {
+            b,
+            oy: r / w,
+            ox: r % w,
+        }
+    }
+
+    /// The next pixel in row-major order (no division, unlike [`Pos::of`]).
+    #[inline(always)]
+    fn next(self, h: usize, w: usize) -> Self {
+        match (self.ox + 1 < w, self.oy + 1 < h) {
+            (true, _) => Pos {
+                ox: self.ox + 1,
+                ..self
+            },
+            (false, true) => Pos {
+                oy: self.oy + 1,
+                ox: 0,
+                ..self
+            },
+            (false, false) => Pos {
+                b: self.b + 1,
+                oy: 0,
+                ox: 0,
+            },
+        }
+    }
+}
+
+/// Fills panel row `row` (length `kp` elements of type `T`) with pixel `q`'s (at `pos`) im2col
+/// window:
 /// `copy(dst, src)` converts each contiguous run of input bytes, `pad` fills taps outside the
 /// image, `T::default()` the rest past the inner dimension.
 #[inline(always)]
@@ -522,6 +565,7 @@ fn im2col_row<T: Copy + Default>(
     p: &ConvParams,
     input: &[i8],
     q: usize,
+    pos: Pos,
     row: &mut [T],
     pad: T,
     copy: impl Fn(&mut [T], &[i8]),
@@ -533,13 +577,9 @@ fn im2col_row<T: Copy + Default>(
         row[c..].fill(T::default());
         return;
     }
-    let (b, y0, x0) = window(
-        q,
-        p.out_h,
-        p.out_w,
-        [p.stride_h, p.stride_w],
-        [p.pad_top, p.pad_left],
-    );
+    let Pos { b, oy, ox } = pos;
+    let y0 = (oy * p.stride_h) as isize - p.pad_top as isize;
+    let x0 = (ox * p.stride_w) as isize - p.pad_left as isize;
     let mut at = 0;
     for fy in 0..p.filter_h {
         let iy = y0 + (fy * p.dilation_h) as isize;
