@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kdrun::{config, image_input, report};
+use kdruntime::kernels::simd::Kernels;
 use kdruntime::{Interpreter, Model};
 
 /// Run full-integer TFLite models on kdruntime (or ONNX models on ONNX Runtime).
@@ -28,12 +29,50 @@ enum Backend {
     Ort,
 }
 
+/// `--kernels` values (kdruntime's `Kernels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum KernelChoice {
+    /// The fastest this CPU has.
+    Fastest,
+    /// The plain reference kernels.
+    Reference,
+    /// x86_64 AVX2 (the reference where the CPU lacks it).
+    Avx2,
+}
+
+impl BackendArgs {
+    /// kdruntime's interpreter on `m` in `arena` (sized here) with the chosen kernels and
+    /// threads.
+    fn interpreter<'m, 'a>(
+        &self,
+        m: &Model<'m>,
+        arena: &'a mut Vec<u8>,
+    ) -> Result<Interpreter<'m, 'a>> {
+        let kernels = match self.kernels {
+            KernelChoice::Fastest => Kernels::Fastest,
+            KernelChoice::Reference => Kernels::Reference,
+            KernelChoice::Avx2 => Kernels::Avx2,
+        };
+        *arena = vec![0u8; m.arena_size_for(kernels)?];
+        let mut interp = Interpreter::with_kernels(m, arena, kernels)?;
+        interp.set_threads(usize::from(self.threads));
+        Ok(interp)
+    }
+}
+
 /// Backend selection shared by `run` and `raw`.
 #[derive(clap::Args)]
 struct BackendArgs {
     /// The engine: kdruntime (.tflite) or ort (ONNX Runtime, .onnx).
     #[arg(long, value_enum, default_value_t = Backend::Kdruntime)]
     backend: Backend,
+    /// kdruntime's kernels: the fastest bit-exact ones this CPU has, the plain reference
+    /// kernels, or (x86_64) the AVX2 ones. Every choice gives the same bytes.
+    #[arg(long, value_enum, default_value_t = KernelChoice::Fastest)]
+    kernels: KernelChoice,
+    /// kdruntime threads per large convolution (x86_64 packed kernels; 1 allocates nothing).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 1)]
     ort_threads: usize,
@@ -155,7 +194,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let (result, geometry) = match engine.backend {
                 Backend::Kdruntime => {
-                    classify_kdruntime(&model, &image, &cfg, labels.as_deref(), top_k)?
+                    classify_kdruntime(&engine, &model, &image, &cfg, labels.as_deref(), top_k)?
                 }
                 Backend::Ort => {
                     classify_ort(&engine, &model, &image, &cfg, labels.as_deref(), top_k)?
@@ -181,7 +220,7 @@ fn run(cli: Cli) -> Result<()> {
                 Backend::Kdruntime => {
                     let bytes = read(&model)?;
                     let m = load(&model, &bytes)?;
-                    run_raw(&m, &data)
+                    run_raw(&engine, &m, &data)
                 }
                 Backend::Ort => raw_ort(&engine, &model, &data),
             }
@@ -194,6 +233,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Classification on kdruntime: letterbox into the arena, invoke, postprocess.
 fn classify_kdruntime(
+    engine: &BackendArgs,
     model: &Path,
     image: &Path,
     cfg: &config::InferenceConfig,
@@ -202,13 +242,10 @@ fn classify_kdruntime(
 ) -> Result<(report::Classification, serde_json::Value)> {
     let bytes = read(model)?;
     let m = load(model, &bytes)?;
-    let mut arena = vec![
-        0u8;
-        m.arena_size()
-            .with_context(|| model.display().to_string())?
-    ];
-    let mut interp =
-        Interpreter::new(&m, &mut arena).with_context(|| format!("{}: init", model.display()))?;
+    let mut arena = Vec::new();
+    let mut interp = engine
+        .interpreter(&m, &mut arena)
+        .with_context(|| format!("{}: init", model.display()))?;
     let geometry = image_input::fill(&mut interp, image, cfg)?;
     interp
         .invoke()
@@ -286,9 +323,9 @@ fn load<'a>(path: &Path, bytes: &'a [u8]) -> Result<Model<'a>> {
 
 /// Runs every input tensor in `data` (back to back, input 0 then input 1 ... per run) and
 /// returns the outputs back to back in the same order.
-fn run_raw(m: &Model<'_>, data: &[u8]) -> Result<Vec<u8>> {
-    let mut arena = vec![0u8; m.arena_size()?];
-    let mut interp = Interpreter::new(m, &mut arena)?;
+fn run_raw(engine: &BackendArgs, m: &Model<'_>, data: &[u8]) -> Result<Vec<u8>> {
+    let mut arena = Vec::new();
+    let mut interp = engine.interpreter(m, &mut arena)?;
     let in_sizes: Vec<usize> = (0..m.num_inputs())
         .map(|i| interp.input_info(i).map(|t| t.byte_size()))
         .collect::<Result<_, _>>()?;

@@ -118,3 +118,45 @@ fn bad_inputs_are_errors_that_name_the_file() {
     let e = text(&out.stderr);
     assert!(e.contains("100 bytes") && e.contains("768"), "{e}");
 }
+
+#[test]
+fn every_kernel_choice_and_thread_count_gives_the_same_bytes() {
+    let bytes = std::fs::read(fixture()).unwrap();
+    let input: Vec<u8> = (0..16 * 16 * 3).map(|i| (i * 91 % 256) as u8).collect();
+    let want = run_api(&bytes, &input);
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.u8");
+    let model = fixture();
+    std::fs::write(&inp, &input).unwrap();
+    for extra in [
+        &["--kernels", "reference"][..],
+        &["--kernels", "avx2", "--threads", "3"],
+        &["--kernels", "fastest", "--threads", "2"],
+    ] {
+        let outp = dir.path().join("out.bin");
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "raw".as_ref(),
+            model.as_os_str(),
+            inp.as_os_str(),
+            outp.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+        let out = kdrun(&args);
+        assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
+        assert_eq!(std::fs::read(&outp).unwrap(), want, "{extra:?}");
+    }
+    let out = kdrun(&[
+        "raw".as_ref(),
+        model.as_os_str(),
+        inp.as_os_str(),
+        dir.path().join("x").as_os_str(),
+        "--threads".as_ref(),
+        "0".as_ref(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--threads"),
+        "{}",
+        text(&out.stderr)
+    );
+}
