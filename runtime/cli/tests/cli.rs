@@ -140,7 +140,7 @@ fn every_kernel_choice_and_thread_count_gives_the_same_bytes() {
             inp.as_os_str(),
             outp.as_os_str(),
         ];
-        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         let out = kdrun(&args);
         assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
         assert_eq!(std::fs::read(&outp).unwrap(), want, "{extra:?}");
