@@ -747,71 +747,10 @@ mod tests {
     use super::*;
     use crate::kernels::activations::FusedActivation;
     use crate::kernels::depthwise_conv::{self, Padding};
+    use crate::kernels::simd::test_rng::Rng;
     use crate::kernels::{conv, fully_connected};
-    use crate::quant::QuantizedMultiplier;
-    use crate::tflite::schema::{activation, padding};
+    use crate::tflite::schema::padding;
     use std::vec::Vec;
-
-    /// xorshift64*: deterministic test data without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        /// Uniform in `lo..=hi`.
-        fn range(&mut self, lo: i64, hi: i64) -> i64 {
-            lo + (self.next() % (hi - lo + 1) as u64) as i64
-        }
-        fn size(&mut self, lo: usize, hi: usize) -> usize {
-            self.range(lo as i64, hi as i64) as usize
-        }
-        fn bytes(&mut self, n: usize) -> Vec<i8> {
-            (0..n).map(|_| self.next() as i8).collect()
-        }
-        /// A zero point: often an extreme of the int8 range.
-        fn zero_point(&mut self) -> i64 {
-            match self.next() % 4 {
-                0 => -128,
-                1 => 127,
-                _ => self.range(-128, 127),
-            }
-        }
-        fn activation(&mut self) -> i8 {
-            [activation::NONE, activation::RELU, activation::RELU6][self.size(0, 2)]
-        }
-        /// Per-channel multipliers for real scales from 2^-16 to 4 (negative and positive
-        /// shifts), as `(mantissas, shifts)`.
-        fn multipliers(&mut self, n: usize) -> (Vec<i32>, Vec<i32>) {
-            (0..n)
-                .map(|_| {
-                    let real = (self.range(1, 1 << 20) as f64 / (1 << 20) as f64)
-                        * 2f64.powi(self.range(-16, 2) as i32);
-                    let q = QuantizedMultiplier::from_f64(real);
-                    (q.multiplier, q.shift)
-                })
-                .unzip()
-        }
-        /// Little-endian int32 bias bytes, or none; sometimes full-range values (wrapping).
-        fn bias(&mut self, n: usize) -> Option<Vec<u8>> {
-            let full = self.next().is_multiple_of(4);
-            (!self.next().is_multiple_of(3)).then(|| {
-                (0..n)
-                    .flat_map(|_| {
-                        let b = if full {
-                            self.next() as i32
-                        } else {
-                            self.range(-20_000, 20_000) as i32
-                        };
-                        b.to_le_bytes()
-                    })
-                    .collect()
-            })
-        }
-    }
 
     #[test]
     fn emulated_instructions_by_hand() {

@@ -27,6 +27,8 @@ mod arm_dsp;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon;
 pub mod portable;
+#[cfg(test)]
+mod test_rng;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 

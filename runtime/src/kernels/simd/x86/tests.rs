@@ -10,45 +10,10 @@ use std::vec::Vec;
 use super::*;
 use crate::kernels::activations::FusedActivation;
 use crate::kernels::depthwise_conv::{self, Padding};
+use crate::kernels::simd::test_rng::Rng;
 use crate::kernels::{add, conv, fully_connected};
 use crate::quant::QuantizedMultiplier;
 use crate::tflite::schema::{activation, padding};
-
-/// xorshift64*: deterministic, no dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn int8(&mut self) -> i8 {
-        self.next() as i8
-    }
-    fn bytes(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| self.int8()).collect()
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-    /// A real multiplier between 2^-12 and 4 (left shifts included).
-    fn multiplier(&mut self) -> QuantizedMultiplier {
-        let e = self.below(14) as i32 - 12;
-        let m = 0.5 + (self.below(1 << 20) as f64) / (1u64 << 21) as f64;
-        QuantizedMultiplier::from_f64(m * 2f64.powi(e))
-    }
-}
-
-/// An input zero point, the extremes often.
-fn zero_point(rng: &mut Rng) -> i32 {
-    let any = rng.int8() as i32;
-    rng.pick(&[-128, 127, 0, any])
-}
 
 fn levels() -> Vec<Level> {
     [Level::Avx2, Level::Avx512Vnni]
@@ -112,7 +77,7 @@ fn conv_matches_reference() {
             dilation: (1 + rng.below(2) as i32, 1),
             padding: rng.pick(&[padding::SAME, padding::VALID]),
             activation: rng.pick(&[activation::NONE, activation::RELU, activation::RELU6]),
-            input_zero_point: zero_point(&mut rng) as i64,
+            input_zero_point: rng.zero_point(),
             output_zero_point: rng.int8() as i64,
             output_scale: 0.05,
         };
@@ -186,7 +151,7 @@ fn depthwise_matches_reference() {
             continue;
         };
         let act = rng.pick(&[FusedActivation::None, FusedActivation::Relu6]);
-        let zp_in = zero_point(&mut rng);
+        let zp_in = rng.zero_point() as i32;
         let Ok(p) = depthwise_conv::prepare(
             [n, h, w, c],
             [1, k, k, c],
