@@ -45,8 +45,9 @@
 //!    `Model::arena_size`), and `blobs.get(..)` in `eval`.
 //!
 //! Optimised kernels: `eval` is the one place that maps a prepared operator to a kernel
-//! function; an optimised path would be chosen there (or recorded in `Prepared` at init) and
-//! tested bit-exactly against the reference `eval` it replaces.
+//! function; it hands the interpreter's `kernels::simd::Path` (fixed at init, where packed
+//! weights are laid out for it) to `kernels::simd`, which picks the kernel and falls back to the
+//! reference one; each optimised kernel is tested bit-exactly against the reference it replaces.
 
 use crate::bytes::{as_f64, as_i32, as_i8, as_i8_mut, as_u32_mut, set_u32_word, u32_word};
 use crate::error::{Error, Result};
@@ -138,18 +139,19 @@ impl<'a> Model<'a> {
             });
         }
         let mut scratch = [0u32; MAX_PLANNED_TENSORS * WORDS_PER_TENSOR];
-        layout(self, &mut scratch, kernels.path())?
-            .total()
-            .ok_or_else(overflow)
+        total_size(self, &mut scratch, kernels.path())
     }
 
     /// [`Model::arena_size`] with caller-provided planner scratch of at least
     /// `WORDS_PER_TENSOR * num_tensors()` words (no size limit, no stack use).
     pub fn arena_size_with_scratch(&self, scratch: &mut [u32]) -> Result<usize> {
-        layout(self, scratch, Kernels::default().path())?
-            .total()
-            .ok_or_else(overflow)
+        total_size(self, scratch, Kernels::default().path())
     }
+}
+
+/// The arena bytes an interpreter on `path` needs (planned in `scratch`).
+fn total_size(model: &Model, scratch: &mut [u32], path: Path) -> Result<usize> {
+    layout(model, scratch, path)?.total().ok_or_else(overflow)
 }
 
 /// Where one operand's bytes are, resolved at init: `len` bytes at `start` in the activation
@@ -203,21 +205,12 @@ impl Record for Spans {
     }
 }
 
-impl Record for Path {
-    fn put(&self, w: &mut Writer) {
-        self.code().put(w);
-    }
-    fn get(r: &mut Reader) -> Option<Self> {
-        Path::from_code(u32::get(r)?)
-    }
-}
-
 /// An operator prepared at init: its kernel (the variant), the kernel's validated parameters,
 /// and where its operands live. Lifetime-free plain data, stored encoded in the op records.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Prepared {
     /// `quant`: `out_c` i32 multipliers then `out_c` i32 shifts; `packed`: the weights
-    /// rearranged for `path` (empty unless `path` packs).
+    /// rearranged for the interpreter's kernel path (empty unless that path packs this shape).
     Conv {
         params: conv::ConvParams,
         input: Span,
@@ -225,7 +218,6 @@ enum Prepared {
         bias: Option<Span>,
         output: Span,
         quant: Blob,
-        path: Path,
         packed: Blob,
     },
     /// `scales`: `out_depth` f64 real scales; `packed` as for `Conv`.
@@ -236,14 +228,12 @@ enum Prepared {
         bias: Option<Span>,
         output: Span,
         scales: Blob,
-        path: Path,
         packed: Blob,
     },
     Quantize {
         params: quantize::QuantizeParams,
         input: Span,
         output: Span,
-        path: Path,
     },
     Dequantize {
         params: dequantize::DequantizeParams,
@@ -256,7 +246,6 @@ enum Prepared {
         params: mean::MeanParams,
         input: Span,
         output: Span,
-        path: Path,
     },
     Reshape {
         params: reshape::ReshapeParams,
@@ -272,7 +261,6 @@ enum Prepared {
         bias: Option<Span>,
         output: Span,
         quant: Blob,
-        path: Path,
         packed: Blob,
     },
     Add {
@@ -280,7 +268,6 @@ enum Prepared {
         a: Span,
         b: Span,
         output: Span,
-        path: Path,
     },
     Mul {
         params: mul::MulParams,
@@ -344,14 +331,14 @@ enum Prepared {
 }
 
 record_enum!(Prepared {
-    0 => Conv { params, input, filter, bias, output, quant, path, packed },
-    1 => FullyConnected { params, input, filter, bias, output, scales, path, packed },
-    2 => Quantize { params, input, output, path },
+    0 => Conv { params, input, filter, bias, output, quant, packed },
+    1 => FullyConnected { params, input, filter, bias, output, scales, packed },
+    2 => Quantize { params, input, output },
     3 => Dequantize { params, unsigned, input, output },
-    4 => Mean { params, input, output, path },
+    4 => Mean { params, input, output },
     5 => Reshape { params, input, output },
-    6 => DepthwiseConv { params, input, filter, bias, output, quant, path, packed },
-    7 => Add { params, a, b, output, path },
+    6 => DepthwiseConv { params, input, filter, bias, output, quant, packed },
+    7 => Add { params, a, b, output },
     8 => Mul { params, a, b, output },
     9 => Pool { params, input, output },
     10 => Pad { params, input, output },
@@ -771,7 +758,6 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 bias,
                 output: output_s,
                 quant,
-                path,
                 packed,
             })
         }
@@ -860,7 +846,6 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 bias,
                 output: output_s,
                 scales,
-                path,
                 packed,
             })
         }
@@ -896,7 +881,6 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 params,
                 input,
                 output,
-                path: ctx.path,
             })
         }
         opc::DEQUANTIZE => {
@@ -961,7 +945,6 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 params,
                 input,
                 output,
-                path: ctx.path,
             })
         }
         opc::RESHAPE | opc::SQUEEZE => {
@@ -1077,7 +1060,6 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                 bias,
                 output: output_s,
                 quant,
-                path,
                 packed,
             })
         }
@@ -1109,7 +1091,6 @@ fn bind<'m>(op: &OperatorInfo<'m>, ctx: &mut Ctx<'m, '_, '_>) -> Result<Prepared
                     a,
                     b,
                     output,
-                    path: ctx.path,
                 })
             } else {
                 use schema::mul_options as f;
@@ -1485,6 +1466,8 @@ pub struct Interpreter<'m, 'a> {
     activation_start: usize,
     /// Operator count (one record each).
     n_ops: usize,
+    /// The kernel path every operator was prepared for (from the `Kernels` given to init).
+    path: Path,
     /// Threads the packed convolution kernels split their output over (1: the calling thread).
     threads: usize,
 }
@@ -1549,6 +1532,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             blobs,
             activation_start,
             n_ops: model.num_operators(),
+            path,
             threads: 1,
         })
     }
@@ -1630,8 +1614,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let blobs = persist.get(self.blobs.0..self.blobs.1).unwrap_or(&[]);
         let mut r = Reader::new(records);
         for i in 0..self.n_ops {
-            let done =
-                Prepared::get(&mut r).and_then(|p| eval(&p, model, blobs, acts, self.threads));
+            let done = Prepared::get(&mut r)
+                .and_then(|p| eval(&p, model, blobs, acts, self.path, self.threads));
             if done.is_none() {
                 return Err(match self.model.operator(i) {
                     Ok(op) => op.invalid("arena layout inconsistent with the model"),
@@ -1644,9 +1628,16 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     }
 }
 
-/// Runs one prepared operator: the single place that maps a prepared operator to its kernel
-/// function. `None` only if the spans disagree with the arena, which init rules out.
-fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usize) -> Option<()> {
+/// Runs one prepared operator on the interpreter's kernel `path`: the single place that maps a
+/// prepared operator to its kernel function. `None` only if the spans disagree with the arena, which init rules out.
+fn eval(
+    p: &Prepared,
+    model: &[u8],
+    blobs: &[u8],
+    acts: &mut [u8],
+    path: Path,
+    threads: usize,
+) -> Option<()> {
     let loc = |s: Span| -> Option<Loc> {
         if s.in_model {
             Some(Loc::Const(model.get(s.start..s.start.checked_add(s.len)?)?))
@@ -1668,7 +1659,6 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usiz
             bias,
             output,
             quant,
-            path,
             packed,
         } => {
             let words = as_i32(blob(quant)?)?;
@@ -1692,7 +1682,6 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usiz
             bias,
             output,
             scales,
-            path,
             packed,
         } => {
             let scales = as_f64(blob(scales)?)?;
@@ -1710,7 +1699,6 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usiz
             ref params,
             input,
             output,
-            path,
         } => {
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             simd::quantize(path, params, x, y);
@@ -1732,7 +1720,6 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usiz
             ref params,
             input,
             output,
-            path,
         } => {
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             simd::mean(path, params, as_i8(x), as_i8_mut(y));
@@ -1752,7 +1739,6 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usiz
             bias,
             output,
             quant,
-            path,
             packed,
         } => {
             let words = as_i32(blob(quant)?)?;
@@ -1774,7 +1760,6 @@ fn eval(p: &Prepared, model: &[u8], blobs: &[u8], acts: &mut [u8], threads: usiz
             a,
             b,
             output,
-            path,
         } => {
             let ([x1, x2], y) = io(acts, [loc(a)?, loc(b)?], loc(output)?)?;
             simd::add(path, params, as_i8(x1), as_i8(x2), as_i8_mut(y));

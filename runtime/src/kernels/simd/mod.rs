@@ -11,7 +11,8 @@
 //!   them; each takes exactly the reference kernel's arguments and returns `true` when it
 //!   computed the output, `false` when the caller must run the reference kernel.
 //!
-//! [`Kernels`] picks the family for an interpreter; [`Path`] is what each operator recorded.
+//! [`Kernels`] picks the family for an interpreter; [`Path`] is what it resolves to on this CPU
+//! (fixed at init: the packed blobs depend on it).
 
 use core::ops::Range;
 
@@ -75,33 +76,6 @@ impl Kernels {
             Kernels::Fastest => Path::InPlace,
             #[cfg(not(target_arch = "x86_64"))]
             Kernels::Avx2 => Path::Reference,
-        }
-    }
-}
-
-impl Path {
-    /// Stable small-number code (the interpreter's op records store it).
-    pub fn code(self) -> u32 {
-        match self {
-            Path::Reference => 0,
-            Path::InPlace => 1,
-            #[cfg(target_arch = "x86_64")]
-            Path::X86(x86::Level::Avx2) => 2,
-            #[cfg(target_arch = "x86_64")]
-            Path::X86(x86::Level::Avx512Vnni) => 3,
-        }
-    }
-
-    /// Inverse of [`Path::code`] (`None` for codes this build does not know).
-    pub fn from_code(code: u32) -> Option<Self> {
-        match code {
-            0 => Some(Path::Reference),
-            1 => Some(Path::InPlace),
-            #[cfg(target_arch = "x86_64")]
-            2 => Some(Path::X86(x86::Level::Avx2)),
-            #[cfg(target_arch = "x86_64")]
-            3 => Some(Path::X86(x86::Level::Avx512Vnni)),
-            _ => None,
         }
     }
 }
