@@ -30,14 +30,19 @@ pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 /// rounding right shift: two roundings).
 #[inline]
 pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
-    // Shifts are clamped to 0..=31 so that no multiplier (even one a kernel failed to reject)
-    // can make this panic; TFLite's C++ is undefined behaviour outside that range.
-    let left_shift = shift.clamp(0, 31);
-    let right_shift = shift.saturating_neg().clamp(0, 31);
+    let (left_shift, right_shift) = split_shift(shift);
     rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(x.wrapping_mul(1i32 << left_shift), multiplier),
         right_shift,
     )
+}
+
+/// `MultiplyByQuantizedMultiplier`'s shift as the left shift applied before the high multiply
+/// and the rounding right shift after it, each clamped to 0..=31 (so no value can make either
+/// shift panic; TFLite's C++ is undefined behaviour outside that range).
+#[inline]
+pub fn split_shift(shift: i32) -> (i32, i32) {
+    (shift.clamp(0, 31), shift.saturating_neg().clamp(0, 31))
 }
 
 /// Largest left shift a convolution's per-channel multiplier may have (`real < 2^30`): larger

@@ -217,6 +217,15 @@ pub(crate) fn bias_at(bias: Option<&[u8]>, c: usize) -> i32 {
         .map_or(0, i32::from_le_bytes)
 }
 
+/// One output from its accumulator (bias included): requantised with channel multiplier and
+/// shift (the shift clamped as TFLite's range allows), output offset added, clamped.
+#[inline]
+pub(crate) fn finish(p: &ConvParams, acc: i32, multiplier: i32, shift: i32) -> i8 {
+    multiply_by_quantized_multiplier(acc, multiplier, shift.clamp(-31, 30))
+        .saturating_add(p.output_offset)
+        .clamp(p.act_min, p.act_max) as i8
+}
+
 /// The reference convolution. Slices must have the sizes `prepare` validated (the interpreter
 /// guarantees it; short slices only yield zeros, never a panic).
 pub fn eval(
@@ -268,11 +277,9 @@ pub fn eval(
                     }
                     acc = acc.wrapping_add(bias_at(bias, oc));
                     let m = multipliers.get(oc).copied().unwrap_or(0);
-                    let s = shifts.get(oc).copied().unwrap_or(0).clamp(-31, 30);
-                    let v =
-                        multiply_by_quantized_multiplier(acc, m, s).saturating_add(p.output_offset);
+                    let s = shifts.get(oc).copied().unwrap_or(0);
                     if let Some(o) = output.get_mut(out_base + oc) {
-                        *o = v.clamp(p.act_min, p.act_max) as i8;
+                        *o = finish(p, acc, m, s);
                     }
                 }
             }

@@ -228,6 +228,14 @@ pub fn eval_split(
     );
 }
 
+/// One output from its accumulator (bias included): requantised, output zero point added
+/// (wrapping, as the reference kernel's int32 arithmetic), clamped.
+#[inline]
+pub(crate) fn finish(params: &DepthwiseConvParams, acc: i32, q: QuantizedMultiplier) -> i8 {
+    let v = q.apply(acc).wrapping_add(params.output_zero_point);
+    v.max(params.act_min).min(params.act_max) as i8
+}
+
 /// The reference loop, with per-channel multiplier and bias lookups supplied by the caller.
 fn eval_with(
     params: &DepthwiseConvParams,
@@ -281,11 +289,8 @@ fn eval_with(
                         if let Some(bv) = bias(ch) {
                             acc = acc.wrapping_add(bv);
                         }
-                        let v = multiplier(ch)
-                            .apply(acc)
-                            .wrapping_add(params.output_zero_point);
                         output[((b * oh + oy) * ow + ox) * oc + ch] =
-                            v.max(params.act_min).min(params.act_max) as i8;
+                            finish(params, acc, multiplier(ch));
                     }
                 }
             }

@@ -130,6 +130,15 @@ pub fn requantize_real(acc: i32, scale: f64) -> i32 {
     r.clamp(i32::MIN as f64, i32::MAX as f64) as i32
 }
 
+/// One output from its accumulator (bias included): requantised in floating point with the
+/// channel's `scale`, output offset added, clamped.
+#[inline]
+pub(crate) fn finish(p: &FcParams, acc: i32, scale: f64) -> i8 {
+    requantize_real(acc, scale)
+        .saturating_add(p.output_offset)
+        .clamp(p.act_min, p.act_max) as i8
+}
+
 /// The reference fully connected layer. `scales` has one entry per output channel.
 pub fn eval(
     p: &FcParams,
@@ -152,11 +161,8 @@ pub fn eval(
                 acc = acc.wrapping_add((w as i32).wrapping_mul(x as i32 + p.input_offset));
             }
             acc = acc.wrapping_add(bias_at(bias, oc));
-            let v = requantize_real(acc, scales.get(oc).copied().unwrap_or(0.0));
             if let Some(o) = output.get_mut(b * p.out_depth + oc) {
-                *o = v
-                    .saturating_add(p.output_offset)
-                    .clamp(p.act_min, p.act_max) as i8;
+                *o = finish(p, acc, scales.get(oc).copied().unwrap_or(0.0));
             }
         }
     }

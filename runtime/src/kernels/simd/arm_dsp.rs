@@ -22,10 +22,10 @@
 //! feature, and plain Rust elsewhere (the same helper functions, bit for bit), so that the unit
 //! tests run these kernels on the host against the reference kernels.
 
-use crate::kernels::conv::{bias_at, ConvParams};
-use crate::kernels::depthwise_conv::DepthwiseConvParams;
-use crate::kernels::fully_connected::{requantize_real, FcParams};
-use crate::quant::multiply_by_quantized_multiplier;
+use crate::kernels::conv::{self, bias_at, ConvParams};
+use crate::kernels::depthwise_conv::{self, DepthwiseConvParams};
+use crate::kernels::fully_connected::{self, FcParams};
+use crate::quant::QuantizedMultiplier;
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 use isa_asm as isa;
@@ -396,20 +396,14 @@ impl ConvChannel {
         Self {
             bias: bias_at(bias, oc),
             multiplier: multipliers.get(oc).copied().unwrap_or(0),
-            shift: shifts.get(oc).copied().unwrap_or(0).clamp(-31, 30),
+            shift: shifts.get(oc).copied().unwrap_or(0),
         }
     }
 
     /// Exactly the conv reference's arithmetic after accumulation.
     #[inline(always)]
     fn output(self, acc: i32, p: &ConvParams) -> i8 {
-        let v = multiply_by_quantized_multiplier(
-            acc.wrapping_add(self.bias),
-            self.multiplier,
-            self.shift,
-        )
-        .saturating_add(p.output_offset);
-        v.max(p.act_min).min(p.act_max) as i8
+        conv::finish(p, acc.wrapping_add(self.bias), self.multiplier, self.shift)
     }
 }
 
@@ -553,13 +547,11 @@ impl DwChannel {
     /// Exactly the depthwise reference's arithmetic after accumulation.
     #[inline(always)]
     fn output(self, acc: i32, p: &DepthwiseConvParams) -> i8 {
-        let v = multiply_by_quantized_multiplier(
-            acc.wrapping_add(self.bias),
-            self.multiplier,
-            self.shift,
-        )
-        .wrapping_add(p.output_zero_point);
-        v.max(p.act_min).min(p.act_max) as i8
+        let q = QuantizedMultiplier {
+            multiplier: self.multiplier,
+            shift: self.shift,
+        };
+        depthwise_conv::finish(p, acc.wrapping_add(self.bias), q)
     }
 }
 
@@ -720,12 +712,8 @@ pub(super) fn fully_connected(
         return false;
     }
     let channel = |o: usize| (bias_at(bias, o), scales.get(o).copied().unwrap_or(0.0));
-    let out = |(b, scale): (i32, f64), acc: i32| {
-        let v = requantize_real(acc.wrapping_add(b), scale);
-        v.saturating_add(p.output_offset)
-            .max(p.act_min)
-            .min(p.act_max) as i8
-    };
+    let out =
+        |(b, scale): (i32, f64), acc: i32| fully_connected::finish(p, acc.wrapping_add(b), scale);
     matmul(
         input,
         p.batches,
@@ -746,9 +734,8 @@ mod tests {
     //! random shapes and data; and the emulation against the instruction definitions by hand.
     use super::*;
     use crate::kernels::activations::FusedActivation;
-    use crate::kernels::depthwise_conv::{self, Padding};
+    use crate::kernels::depthwise_conv::Padding;
     use crate::kernels::simd::test_rng::Rng;
-    use crate::kernels::{conv, fully_connected};
     use crate::tflite::schema::padding;
     use std::vec::Vec;
 

@@ -12,7 +12,7 @@ const MEAN_CHUNK: usize = 64;
 /// same wrapping i32 additions, merely reordered). False for other axis sets.
 pub fn mean(p: &MeanParams, input: &[i8], output: &mut [i8]) -> bool {
     let (red, rank) = (p.reduced, p.rank);
-    if red == 0 || rank > 32 {
+    if red == 0 {
         return false;
     }
     let (first, end) = (

@@ -6,7 +6,7 @@
 
 use super::dot::{block, row_sum, Mac, Smull};
 use crate::kernels::conv::bias_at;
-use crate::kernels::fully_connected::{requantize_real, FcParams};
+use crate::kernels::fully_connected::{self, FcParams};
 use core::arch::aarch64::int32x4_t;
 use core::arch::aarch64::vst1q_s32;
 
@@ -94,10 +94,7 @@ unsafe fn run<M: Mac>(
             vst1q_s32(s.as_mut_ptr(), sums);
             for j in 0..nc {
                 let acc = s[j].wrapping_add(add[j]);
-                let v = requantize_real(acc, scales[c0 + j]);
-                output[b * out_c + c0 + j] = v
-                    .saturating_add(p.output_offset)
-                    .clamp(p.act_min, p.act_max) as i8;
+                output[b * out_c + c0 + j] = fully_connected::finish(p, acc, scales[c0 + j]);
             }
         };
         let mut b0 = 0;

@@ -13,7 +13,7 @@ use super::{
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
 use crate::kernels::depthwise_conv::DepthwiseConvParams;
-use crate::kernels::fully_connected::{requantize_real, FcParams};
+use crate::kernels::fully_connected::{self, FcParams};
 use crate::quant::QuantizedMultiplier;
 
 const LANES: usize = 16;
@@ -387,8 +387,7 @@ pub(super) unsafe fn fully_connected(
             let n = LANES.min(p.out_depth - first);
             for (lane, &s) in sums[..n].iter().enumerate() {
                 let c = first + lane;
-                let v = requantize_real(s, scales[c]).saturating_add(p.output_offset);
-                output[b * p.out_depth + c] = v.clamp(p.act_min, p.act_max) as i8;
+                output[b * p.out_depth + c] = fully_connected::finish(p, s, scales[c]);
             }
         }
     }

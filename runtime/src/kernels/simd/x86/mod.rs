@@ -194,11 +194,10 @@ fn put_i32(dst: &mut [u8], word: usize, v: i32) {
     }
 }
 
-/// TFLite's shift split as the reference applies it: a left shift before the high multiply and
-/// a rounding right shift after (`quant::multiply_by_quantized_multiplier`, same clamps).
+/// The reference's shift split (`quant::split_shift`) after CONV_2D's clamp to -31..=30 (which
+/// changes no shift that init accepts, so it serves the other operators too).
 fn split_shift(shift: i32) -> (i32, i32) {
-    let s = shift.clamp(-31, 30);
-    (s.clamp(0, 31), s.saturating_neg().clamp(0, 31))
+    crate::quant::split_shift(shift.clamp(-31, 30))
 }
 
 /// Writes a block's quantisation words: `bias(c)`, multiplier, left and right shift per lane
@@ -400,7 +399,7 @@ pub fn conv(
         && !packed.is_empty()
         && input.len() == p.batches * p.in_h * p.in_w * p.in_c
         && pixels.start <= pixels.end
-        && pixels.end <= p.batches * p.out_h * p.out_w
+        && pixels.end <= super::conv_pixels(p)
         && output.len() == pixels.len() * p.out_c
         && level.available();
     if !ok {
@@ -456,12 +455,12 @@ pub fn depthwise(
     pixels: Range<usize>,
 ) -> bool {
     let [n, h, w, c] = p.input_shape;
-    let [_, oh, ow, oc] = p.output_shape;
+    let oc = p.output_shape[3];
     let ok = packed.len() == depthwise_packed_bytes(level, p)
         && !packed.is_empty()
         && input.len() == n * h * w * c
         && pixels.start <= pixels.end
-        && pixels.end <= n * oh * ow
+        && pixels.end <= super::depthwise_pixels(p)
         && output.len() == pixels.len() * oc
         && level.available();
     if !ok {

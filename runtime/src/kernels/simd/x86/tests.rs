@@ -10,6 +10,7 @@ use std::vec::Vec;
 use super::*;
 use crate::kernels::activations::FusedActivation;
 use crate::kernels::depthwise_conv::{self, Padding};
+use crate::kernels::simd::conv_pixels;
 use crate::kernels::simd::test_rng::Rng;
 use crate::kernels::{add, conv, fully_connected};
 use crate::quant::QuantizedMultiplier;
@@ -127,10 +128,6 @@ fn conv_matches_reference() {
         }
     }
     assert!(ran >= 100, "only {ran} convolutions compared");
-}
-
-fn conv_pixels(p: &conv::ConvParams) -> usize {
-    p.batches * p.out_h * p.out_w
 }
 
 #[test]
