@@ -8,7 +8,8 @@ use core::ops::Range;
 
 use super::{
     block_bytes, conv_depth, depthwise_rows, dw_pair_block_bytes, im2col_row, padded_depth,
-    split_shift, Level, Pos, DW_PAIR_LANES, MAX_TAPS, PANEL_BYTES, QUANT_WORDS, ROWS,
+    split_shift, Level, Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, MAX_TAPS,
+    PANEL_BYTES, QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
@@ -34,6 +35,103 @@ struct BlockQuant {
     half: __m512i,
 }
 
+/// A 16-lane half's single-rounding constants (`super::exact_requant`): `K`, `D` and the shift
+/// for the even lanes (index 0) and the odd ones (index 1).
+#[derive(Clone, Copy)]
+struct Exact {
+    mult: __m512i,
+    mult_odd: __m512i,
+    k: [__m512i; 2],
+    d: [__m512i; 2],
+    s: [__m512i; 2],
+}
+
+/// Where one block's requantisation constants lie: its quantisation words (bias, multiplier,
+/// left and right shift, `stride` bytes apart) and its single-rounding constants.
+#[derive(Clone, Copy)]
+struct QuantAt {
+    words: *const u8,
+    stride: usize,
+    exact: *const u8,
+}
+
+impl QuantAt {
+    /// Whether the single-rounding form applies (the packing leaves every shift 0 where not).
+    unsafe fn is_exact(&self) -> bool {
+        self.exact.add(4 * 64).cast::<i64>().read_unaligned() != 0
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn word(&self, k: usize) -> __m512i {
+        _mm512_loadu_si512(self.words.add(k * self.stride).cast())
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn two_step(&self) -> BlockQuant {
+        quant_vectors(self.word(0), self.word(1), self.word(2), self.word(3))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn single(&self) -> Exact {
+        let v = |i: usize| _mm512_loadu_si512(self.exact.add(64 * i).cast());
+        let mult = self.word(1);
+        Exact {
+            mult,
+            mult_odd: _mm512_shuffle_epi32::<0xF5>(mult),
+            k: [v(0), v(1)],
+            d: [v(2), v(3)],
+            s: [v(4), v(5)],
+        }
+    }
+}
+
+/// How a block of 16 accumulators (bias included) becomes `MultiplyByQuantizedMultiplier(acc)
+/// + offset` per lane, unclamped: with one rounding ([`Exact`]) where the packing found that
+/// exact, else in TFLite's two steps ([`BlockQuant`]).
+trait Finish: Copy {
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL.
+    unsafe fn finish(&self, acc: __m512i, o: &OutQuant) -> __m512i;
+}
+
+impl Finish for Exact {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn finish(&self, acc: __m512i, _: &OutQuant) -> __m512i {
+        single_rounding(acc, self)
+    }
+}
+
+impl Finish for BlockQuant {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn finish(&self, acc: __m512i, o: &OutQuant) -> __m512i {
+        _mm512_add_epi32(scale_biased(acc, self), o.offset)
+    }
+}
+
+/// `(acc * m + K - [acc * m < 0] * D) >> s` per lane in 64 bits: the even lanes, then the odd
+/// ones moved down, then the odd results shuffled back up beside the even ones.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn single_rounding(acc: __m512i, e: &Exact) -> __m512i {
+    let half = |x: __m512i, m: __m512i, i: usize| {
+        let p = _mm512_mul_epi32(x, m);
+        let negative = _mm512_cmplt_epi64_mask(p, _mm512_setzero_si512());
+        let a = _mm512_add_epi64(p, e.k[i]);
+        _mm512_srav_epi64(_mm512_mask_sub_epi64(a, negative, a, e.d[i]), e.s[i])
+    };
+    let even = half(acc, e.mult, 0);
+    // `vpshufd` rather than a 64-bit shift: LLVM turns a shift feeding `vpmuldq` into an
+    // emulated 64-bit multiply.
+    let odd = half(_mm512_shuffle_epi32::<0xF5>(acc), e.mult_odd, 1);
+    // Each result fits in 32 bits (the packing checked the accumulator bound): its low dword.
+    _mm512_mask_shuffle_epi32::<_MM_PERM_CCAA>(even, 0xAAAA, odd)
+}
+
 /// Output offset and clamp bounds.
 #[derive(Clone, Copy)]
 struct OutQuant {
@@ -48,17 +146,6 @@ struct OutQuant {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-unsafe fn block_quant(q: *const u8) -> BlockQuant {
-    quant_vectors(
-        _mm512_loadu_si512(q.cast()),
-        _mm512_loadu_si512(q.add(4 * LANES).cast()),
-        _mm512_loadu_si512(q.add(2 * 4 * LANES).cast()),
-        _mm512_loadu_si512(q.add(3 * 4 * LANES).cast()),
-    )
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-#[inline]
 unsafe fn quant_vectors(bias: __m512i, mult: __m512i, left: __m512i, right: __m512i) -> BlockQuant {
     let one = _mm512_set1_epi32(1);
     // RoundingDivideByPOT's mask (2^right - 1) and half of it, per lane.
@@ -66,7 +153,7 @@ unsafe fn quant_vectors(bias: __m512i, mult: __m512i, left: __m512i, right: __m5
     BlockQuant {
         bias,
         mult,
-        mult_odd: _mm512_srli_epi64(mult, 32),
+        mult_odd: _mm512_shuffle_epi32::<0xF5>(mult),
         left,
         any_left: _mm512_test_epi32_mask(left, left) != 0,
         right,
@@ -110,7 +197,7 @@ unsafe fn scale_biased(acc: __m512i, q: &BlockQuant) -> __m512i {
     let nudge = _mm512_set1_epi64(1 << 30);
     let even = _mm512_add_epi64(_mm512_mul_epi32(x, q.mult), nudge);
     let odd = _mm512_add_epi64(
-        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), q.mult_odd),
+        _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x), q.mult_odd),
         nudge,
     );
     // Bits 31..62 of each sum: the even ones shifted down into the low dword, the odd ones
@@ -160,8 +247,9 @@ unsafe fn tile<const R: usize, const NB: usize>(
     row_bytes: usize,
     groups: usize,
     weights: [*const u8; NB],
+    init: [__m512i; NB],
 ) -> [[__m512i; NB]; R] {
-    let mut acc = [[_mm512_setzero_si512(); NB]; R];
+    let mut acc = [init; R];
     for g in 0..groups {
         let mut w = [_mm512_setzero_si512(); NB];
         for b in 0..NB {
@@ -238,9 +326,9 @@ fn lane_mask(left: usize) -> __mmask16 {
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-unsafe fn store_tile<const R: usize, const NB: usize>(
+unsafe fn store_tile<const R: usize, const NB: usize, F: Finish>(
     acc: &[[__m512i; NB]; R],
-    blocks: [*const u8; NB],
+    blocks: [F; NB],
     o: &OutQuant,
     out: *mut i8,
     out_c: usize,
@@ -249,10 +337,9 @@ unsafe fn store_tile<const R: usize, const NB: usize>(
 ) {
     if NB == 2 && out_c >= c0 + 2 * LANES {
         // Two full blocks: narrow both in registers and store 32 bytes at once.
-        let (q0, q1) = (block_quant(blocks[0]), block_quant(blocks[1]));
         for r in 0..rows.min(R) {
-            let lo = _mm512_add_epi32(scale(acc[r][0], &q0), o.offset);
-            let hi = _mm512_add_epi32(scale(acc[r][NB - 1], &q1), o.offset);
+            let lo = blocks[0].finish(acc[r][0], o);
+            let hi = blocks[NB - 1].finish(acc[r][NB - 1], o);
             // One dword permute puts lo's 16 bytes before hi's.
             let bytes = narrow_pair(lo, hi, o);
             let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
@@ -263,15 +350,15 @@ unsafe fn store_tile<const R: usize, const NB: usize>(
     }
     let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     for b in 0..NB {
-        let q = block_quant(blocks[b]);
+        let q = &blocks[b];
         let c = c0 + b * LANES;
         let mask = lane_mask(out_c - c);
         let rows = rows.min(R);
         // Rows in pairs: one narrowing gives both rows' 16 bytes.
         let mut r = 0;
         while r < rows {
-            let lo = _mm512_add_epi32(scale(acc[r][b], &q), o.offset);
-            let hi = _mm512_add_epi32(scale(acc[(r + 1).min(R - 1)][b], &q), o.offset);
+            let lo = q.finish(acc[r][b], o);
+            let hi = q.finish(acc[(r + 1).min(R - 1)][b], o);
             let both = _mm256_permutevar8x32_epi32(narrow_pair(lo, hi, o), order);
             let put = |row: usize, v: __m128i| {
                 let dst = out.add(row * out_c + c);
@@ -333,7 +420,13 @@ pub(super) unsafe fn conv(
         }
         let out = output.as_mut_ptr().add((q0 - pixels.start) * p.out_c);
         let wp = |j: usize| packed.as_ptr().add(j * bb);
-        let weights = |j: usize| wp(j).add(4 * QUANT_WORDS * LANES);
+        let weights = |j: usize| wp(j).add(LEVEL.quant_bytes());
+        let bias = |j: usize| _mm512_loadu_si512(wp(j).cast());
+        let quant = |j: usize| QuantAt {
+            words: wp(j),
+            stride: 4 * LANES,
+            exact: wp(j).add(4 * QUANT_WORDS * LANES),
+        };
         let mut j = 0;
         while j + 1 < blocks {
             let acc = tile::<ROWS, 2>(
@@ -341,13 +434,26 @@ pub(super) unsafe fn conv(
                 row_bytes,
                 groups,
                 [weights(j), weights(j + 1)],
+                [bias(j), bias(j + 1)],
             );
-            store_tile(&acc, [wp(j), wp(j + 1)], &o, out, p.out_c, j * LANES, rows);
+            let (a, b) = (quant(j), quant(j + 1));
+            if a.is_exact() && b.is_exact() {
+                let fin = [a.single(), b.single()];
+                store_tile(&acc, fin, &o, out, p.out_c, j * LANES, rows);
+            } else {
+                let fin = [a.two_step(), b.two_step()];
+                store_tile(&acc, fin, &o, out, p.out_c, j * LANES, rows);
+            }
             j += 2;
         }
         if j < blocks {
-            let acc = tile::<ROWS, 1>(panel.as_ptr(), row_bytes, groups, [weights(j)]);
-            store_tile(&acc, [wp(j)], &o, out, p.out_c, j * LANES, rows);
+            let acc = tile::<ROWS, 1>(panel.as_ptr(), row_bytes, groups, [weights(j)], [bias(j)]);
+            let a = quant(j);
+            if a.is_exact() {
+                store_tile(&acc, [a.single()], &o, out, p.out_c, j * LANES, rows);
+            } else {
+                store_tile(&acc, [a.two_step()], &o, out, p.out_c, j * LANES, rows);
+            }
         }
         q0 += rows;
     }
@@ -378,9 +484,9 @@ pub(super) unsafe fn fully_connected(
                 panel.as_ptr(),
                 row_bytes,
                 groups,
-                [blk.add(4 * QUANT_WORDS * LANES)],
+                [blk.add(LEVEL.quant_bytes())],
+                [_mm512_loadu_si512(blk.cast())],
             );
-            let acc = _mm512_add_epi32(acc, _mm512_loadu_si512(blk.cast()));
             let mut sums = [0i32; LANES];
             _mm512_storeu_si512(sums.as_mut_ptr().cast(), acc);
             let first = j * LANES;
@@ -393,9 +499,15 @@ pub(super) unsafe fn fully_connected(
     }
 }
 
+/// Output pixels per depthwise strip: each block's weights and requantisation constants are
+/// loaded once per strip.
+const DW_STRIP: usize = 8;
+
 /// Depthwise convolution, 32 channels per block: two taps' inputs widened to 16 bits and
-/// interleaved, multiplied by interleaved weight pairs with `vpmaddwd` (exact: 9-bit by 8-bit
+/// interleaved, multiplied by interleaved weight pairs with `vpdpwssd` (exact: 9-bit by 8-bit
 /// products, pair sums in 32 bits); `vpackssdw` undoes the interleaving before the store.
+/// Pixels go in strips of [`DW_STRIP`]; within a strip each block of channels runs over all
+/// pixels, two at a time.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn depthwise(
     p: &DepthwiseConvParams,
@@ -407,73 +519,106 @@ pub(super) unsafe fn depthwise(
     const L: usize = DW_PAIR_LANES;
     let [_, kh, kw, ch] = p.filter_shape;
     let taps = kh * kw;
-    let pairs = taps.div_ceil(2);
     let blocks = ch.div_ceil(L);
     let bb = dw_pair_block_bytes(taps);
     let zp_row = packed.as_ptr().add(blocks * bb).cast::<i8>();
     let o = out_quant(p.output_zero_point, p.act_min, p.act_max);
-    // Two output pixels per step share the weight and quantisation loads and give the core two
-    // independent chains to overlap.
-    let mut rows = [[zp_row; MAX_TAPS + 1]; 2];
-    let first = pixels.start;
+    let mut rows = [[zp_row; MAX_TAPS + 1]; DW_STRIP];
     let mut q = pixels.start;
     while q < pixels.end {
-        let n = (pixels.end - q).min(2);
-        for (k, r) in rows.iter_mut().enumerate() {
-            // A lone last pixel computes its own window twice (stored once).
-            depthwise_rows(p, input, q + k.min(n - 1), zp_row, r);
+        let n = (pixels.end - q).min(DW_STRIP);
+        for (k, r) in rows.iter_mut().enumerate().take(n) {
+            depthwise_rows(p, input, q + k, zp_row, r);
             // An odd tap count pairs its last tap with the zero-point row (weight 0).
             r[taps] = zp_row;
         }
-        let out = output.as_mut_ptr().add((q - first) * ch);
+        let out = output.as_mut_ptr().add((q - pixels.start) * ch);
         for j in 0..blocks {
-            let left = ch - j * L;
-            let mask: __mmask32 = if left >= L {
-                u32::MAX
-            } else {
-                (1u32 << left) - 1
-            };
             let blk = packed.as_ptr().add(j * bb);
-            let words =
-                |k: usize, half: usize| _mm512_loadu_si512(blk.add(4 * (k * L + 16 * half)).cast());
-            let q_lo = quant_vectors(words(0, 0), words(1, 0), words(2, 0), words(3, 0));
-            let q_hi = quant_vectors(words(0, 1), words(1, 1), words(2, 1), words(3, 1));
-            let w = blk.add(4 * QUANT_WORDS * L);
-            let mut acc = [[q_lo.bias, q_hi.bias]; 2];
-            for pair in 0..pairs {
+            let half = |h: usize| QuantAt {
+                words: blk.add(4 * 16 * h),
+                stride: 4 * L,
+                exact: blk.add(4 * QUANT_WORDS * L + h * EXACT_BYTES),
+            };
+            let (lo, hi) = (half(0), half(1));
+            let strip = DwStrip {
+                rows: &rows[..n],
+                pairs: taps.div_ceil(2),
+                block: blk,
+                channel: j * L,
+                channels: ch,
+                out,
+            };
+            if lo.is_exact() && hi.is_exact() {
+                strip.run([lo.single(), hi.single()], &o);
+            } else {
+                strip.run([lo.two_step(), hi.two_step()], &o);
+            }
+        }
+        q += n;
+    }
+}
+
+/// One block of 32 channels over a strip of output pixels.
+struct DwStrip<'a> {
+    /// Each pixel's tap rows (see `depthwise_rows`), the last odd tap paired with the zero row.
+    rows: &'a [[*const i8; MAX_TAPS + 1]],
+    pairs: usize,
+    /// The packed block: bias words, then (at `DW_PAIR_QUANT_BYTES`) the weight pairs.
+    block: *const u8,
+    channel: usize,
+    channels: usize,
+    /// The strip's first output pixel.
+    out: *mut i8,
+}
+
+impl DwStrip<'_> {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn run<F: Finish>(&self, fin: [F; 2], o: &OutQuant) {
+        const L: usize = DW_PAIR_LANES;
+        let left = self.channels - self.channel;
+        let mask: __mmask32 = if left >= L {
+            u32::MAX
+        } else {
+            (1u32 << left) - 1
+        };
+        let bias = |h: usize| _mm512_loadu_si512(self.block.add(4 * 16 * h).cast());
+        let w = self.block.add(DW_PAIR_QUANT_BYTES);
+        let n = self.rows.len();
+        // Two output pixels per step share the weight loads and give the core two independent
+        // chains to overlap; a lone last pixel computes its own window twice (stored once).
+        let mut k = 0;
+        while k < n {
+            let pixel = [&self.rows[k], &self.rows[(k + 1).min(n - 1)]];
+            let mut acc = [[bias(0), bias(1)]; 2];
+            for pair in 0..self.pairs {
                 let w_lo = _mm512_loadu_si512(w.add(pair * 128).cast());
                 let w_hi = _mm512_loadu_si512(w.add(pair * 128 + 64).cast());
-                for (a, r) in acc.iter_mut().zip(&rows) {
+                for (a, r) in acc.iter_mut().zip(pixel) {
                     let load = |t: usize| {
-                        _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, r[t].add(j * L)))
+                        let src = r[t].add(self.channel);
+                        _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src))
                     };
                     let (x, y) = (load(2 * pair), load(2 * pair + 1));
-                    a[0] = _mm512_add_epi32(
-                        a[0],
-                        _mm512_madd_epi16(_mm512_unpacklo_epi16(x, y), w_lo),
-                    );
-                    a[1] = _mm512_add_epi32(
-                        a[1],
-                        _mm512_madd_epi16(_mm512_unpackhi_epi16(x, y), w_hi),
-                    );
+                    a[0] = _mm512_dpwssd_epi32(a[0], _mm512_unpacklo_epi16(x, y), w_lo);
+                    a[1] = _mm512_dpwssd_epi32(a[1], _mm512_unpackhi_epi16(x, y), w_hi);
                 }
             }
-            for (k, a) in acc.iter().enumerate().take(n) {
+            for (i, a) in acc.iter().enumerate().take(n - k) {
                 // The packing undoes the tap interleaving: channels come out in order.
-                let bytes = narrow_pair(
-                    _mm512_add_epi32(scale_biased(a[0], &q_lo), o.offset),
-                    _mm512_add_epi32(scale_biased(a[1], &q_hi), o.offset),
-                    &o,
-                );
-                let dst = out.add(k * ch + j * L);
+                let lo = fin[0].finish(a[0], o);
+                let hi = fin[1].finish(a[1], o);
+                let bytes = narrow_pair(lo, hi, o);
+                let dst = self.out.add((k + i) * self.channels + self.channel);
                 if left >= L {
                     _mm256_storeu_si256(dst.cast(), bytes);
                 } else {
                     _mm256_mask_storeu_epi8(dst.cast(), mask, bytes);
                 }
             }
+            k += 2;
         }
-        q += n;
     }
 }
 

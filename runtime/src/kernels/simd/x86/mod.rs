@@ -101,6 +101,15 @@ impl Level {
             Level::Avx512Vnni => 1,
         }
     }
+
+    /// Bytes of a GEMM block's requantisation constants: the [`QUANT_WORDS`] per lane, then
+    /// (AVX-512) the single-rounding constants of [`put_exact`].
+    const fn quant_bytes(self) -> usize {
+        match self {
+            Level::Avx2 => 4 * QUANT_WORDS * 8,
+            Level::Avx512Vnni => 4 * QUANT_WORDS * 16 + EXACT_BYTES,
+        }
+    }
 }
 
 /// Requantisation words per channel in a packed block: bias, multiplier, left shift, right shift.
@@ -125,8 +134,7 @@ fn padded_depth(level: Level, depth: usize) -> usize {
 
 /// Bytes of one packed block of `lanes` channels over an inner dimension of `depth`.
 fn block_bytes(level: Level, depth: usize) -> usize {
-    4 * QUANT_WORDS * level.lanes()
-        + padded_depth(level, depth) * level.lanes() * level.weight_bytes()
+    level.quant_bytes() + padded_depth(level, depth) * level.lanes() * level.weight_bytes()
 }
 
 /// Packed bytes for a GEMM-shaped operator (`out` channels over `depth`), or 0 when the panel
@@ -174,10 +182,14 @@ pub fn depthwise_packed_bytes(level: Level, p: &DepthwiseConvParams) -> usize {
 /// (`vpmaddwd`) for 32 channels at once.
 pub const DW_PAIR_LANES: usize = 32;
 
-/// Bytes of one AVX-512 depthwise block: quantisation words for 32 lanes, then per pair of taps
+/// Bytes of an AVX-512 depthwise block's requantisation constants: the quantisation words for
+/// 32 lanes, then the single-rounding constants of each 16-lane half.
+const DW_PAIR_QUANT_BYTES: usize = 4 * QUANT_WORDS * DW_PAIR_LANES + 2 * EXACT_BYTES;
+
+/// Bytes of one AVX-512 depthwise block: its requantisation constants, then per pair of taps
 /// two vectors of 16 (tap, next tap) int16 weight pairs.
 fn dw_pair_block_bytes(taps: usize) -> usize {
-    4 * QUANT_WORDS * DW_PAIR_LANES + taps.div_ceil(2) * 2 * 64
+    DW_PAIR_QUANT_BYTES + taps.div_ceil(2) * 2 * 64
 }
 
 /// The channel (within its block of 32) in accumulator lane `i` of the AVX-512 depthwise kernel:
@@ -192,6 +204,61 @@ fn put_i32(dst: &mut [u8], word: usize, v: i32) {
     if let Some(s) = dst.get_mut(4 * word..4 * word + 4) {
         s.copy_from_slice(&v.to_le_bytes());
     }
+}
+
+/// Bytes of one 16-lane half's single-rounding constants: six vectors of 8 `i64`, `K`, `D` and
+/// the shift `s`, each for the even lanes then the odd ones (`vpmuldq` multiplies those apart).
+const EXACT_BYTES: usize = 6 * 64;
+
+/// A lane's single-rounding constants `(K, D, s)`: with `p = acc * multiplier` in 64 bits,
+/// `MultiplyByQuantizedMultiplier(acc) + offset` is `(p + K - [p < 0] * D) >> s`.
+///
+/// TFLite rounds twice: `h = (p + 2^30) >> 31` (its truncating division with a sign-dependent
+/// nudge is this floor), then `h / 2^e` half away from zero, which is `(h + 2^(e-1) - [h < 0])
+/// >> e` for `e > 0`. Nested floors of exact divisions merge: the result is
+/// `(p + 2^30 + 2^(30+e) - [h < 0] * 2^31 + offset * 2^(31+e)) >> (31+e)`; `[h < 0]` is
+/// `[p < -2^30]`, and for `-2^30 <= p < 0` both forms give 0, so `[p < 0]` serves.
+///
+/// `None` when the lane needs the two-step path: a left shift (whose 32-bit product may wrap),
+/// a right shift past 23 (`K` would leave 64 bits), or an accumulator `bound` that could push
+/// `h + offset` past the 32 bits the reference adds in.
+fn exact_requant(multiplier: i32, shift: i32, offset: i32, bound: i64) -> Option<(i64, i64, i64)> {
+    let (left, e) = split_shift(shift);
+    if left != 0 || e > 23 || bound >= (1 << 31) - 256 || multiplier < 0 {
+        return None;
+    }
+    let s = 31 + e as i64;
+    let round = if e > 0 { 1i64 << (30 + e) } else { 0 };
+    let k = (1i64 << 30) + round + ((offset as i64) << s);
+    let d = if e > 0 { 1i64 << 31 } else { 0 };
+    Some((k, d, s))
+}
+
+/// Writes one 16-lane half's single-rounding constants (`EXACT_BYTES` at `dst`): `lane(i)` gives
+/// lane `i`'s channel `(multiplier, shift, bound)`, or `None` past the last channel. If any
+/// channel needs the two-step path, every shift stays 0, which tells the kernel to take it.
+fn put_exact(dst: &mut [u8], offset: i32, mut lane: impl FnMut(usize) -> Option<(i32, i32, i64)>) {
+    let mut words = [[0i64; 16]; 3];
+    for i in 0..16 {
+        let (m, shift, bound) = lane(i).unwrap_or((0, 0, 0));
+        let Some((k, d, s)) = exact_requant(m, shift, offset, bound) else {
+            dst[..EXACT_BYTES].fill(0);
+            return;
+        };
+        // Even lanes first, then odd: vector v = 2 * kind + (i & 1), element i / 2.
+        for (kind, v) in [k, d, s].into_iter().enumerate() {
+            words[kind][(i & 1) * 8 + i / 2] = v;
+        }
+    }
+    for (at, v) in words.iter().flatten().enumerate() {
+        dst[8 * at..8 * at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// The largest `|acc|` a channel can reach: `|bias| + 255 * sum(|w|)` (inputs after their offset
+/// lie in -255..=255).
+fn acc_bound(bias: i32, weights: impl Iterator<Item = i32>) -> i64 {
+    (bias as i64).abs() + 255 * weights.map(|w| (w as i64).abs()).sum::<i64>()
 }
 
 /// The reference's shift split (`quant::split_shift`) after CONV_2D's clamp to -31..=30 (which
@@ -221,11 +288,15 @@ fn put_quant(
 /// Packs a GEMM-shaped weight matrix (`out` rows of `depth` int8, row-major) for `level`.
 /// `quant(c)` gives the channel's bias, multiplier and shift. The AVX-512 layout folds
 /// `(input_offset - 128) * sum(w)` into the bias; AVX2 adds the offset to the panel instead.
+/// `output_offset`: the offset the AVX-512 single-rounding constants fold in (`None`: the
+/// operator requantises otherwise, and those constants stay 0).
+#[allow(clippy::too_many_arguments)] // one packing for CONV_2D and FULLY_CONNECTED
 fn pack_gemm(
     level: Level,
     out: usize,
     depth: usize,
     input_offset: i32,
+    output_offset: Option<i32>,
     weights: &[i8],
     mut quant: impl FnMut(usize) -> (i32, i32, i32),
     dst: &mut [u8],
@@ -250,7 +321,17 @@ fn pack_gemm(
             };
             (folded, m, s)
         });
-        let w = &mut chunk[4 * QUANT_WORDS * lanes..];
+        if let (Level::Avx512Vnni, Some(offset)) = (level, output_offset) {
+            let lane = |i: usize| {
+                let c = first + i;
+                (c < out).then(|| {
+                    let (bias, m, s) = quant(c);
+                    (m, s, acc_bound(bias, row(c).iter().map(|&w| w as i32)))
+                })
+            };
+            put_exact(&mut chunk[4 * QUANT_WORDS * lanes..], offset, lane);
+        }
+        let w = &mut chunk[level.quant_bytes()..];
         for (lane, c) in channels.enumerate() {
             for (k, &v) in row(c).iter().enumerate() {
                 // Element (k / group, lane, k % group) of the [kp/group][lanes][group] layout.
@@ -278,6 +359,7 @@ pub fn pack_conv(
         p.out_c,
         conv_depth(p),
         p.input_offset,
+        Some(p.output_offset),
         filter,
         quant,
         dst,
@@ -298,6 +380,7 @@ pub fn pack_fc(
         p.out_depth,
         p.accum_depth,
         p.input_offset,
+        None,
         filter,
         |c| (bias(c), 0, 0),
         dst,
@@ -364,6 +447,17 @@ fn pack_depthwise_pairs(
     };
     for (blk, chunk) in body.chunks_mut(bytes).enumerate() {
         chunk.fill(0);
+        for half in 0..2 {
+            let at = 4 * QUANT_WORDS * DW_PAIR_LANES + half * EXACT_BYTES;
+            let lane = |i: usize| {
+                let c = blk * DW_PAIR_LANES + dw_pair_channel(16 * half + i);
+                (c < ch).then(|| {
+                    let (bias, m, shift) = quant(c);
+                    (m, shift, acc_bound(bias, (0..taps).map(|t| w(t, c) as i32)))
+                })
+            };
+            put_exact(&mut chunk[at..], p.output_zero_point, lane);
+        }
         for i in 0..DW_PAIR_LANES {
             let c = blk * DW_PAIR_LANES + dw_pair_channel(i);
             if c < ch {
@@ -376,7 +470,7 @@ fn pack_depthwise_pairs(
                 }
             }
             for pair in 0..taps.div_ceil(2) {
-                let at = 4 * QUANT_WORDS * DW_PAIR_LANES + pair * 128 + 4 * i;
+                let at = DW_PAIR_QUANT_BYTES + pair * 128 + 4 * i;
                 chunk[at..at + 2].copy_from_slice(&w(2 * pair, c).to_le_bytes());
                 chunk[at + 2..at + 4].copy_from_slice(&w(2 * pair + 1, c).to_le_bytes());
             }

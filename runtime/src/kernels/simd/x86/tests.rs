@@ -63,6 +63,8 @@ fn check_parts(
 fn conv_matches_reference() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ran = 0;
+    // AVX-512 blocks packed for the single-rounding form, and for the two-step one.
+    let mut forms = [0; 2];
     for case in 0..150 {
         let k = rng.pick(&[1, 1, 3, 3, 5, 2]);
         let spec = conv::ConvSpec {
@@ -104,7 +106,8 @@ fn conv_matches_reference() {
         let (mult, shift): (Vec<i32>, Vec<i32>) =
             qs.iter().map(|q| (q.multiplier, q.shift)).unzip();
         let bias: Vec<i32> = (0..oc)
-            .map(|_| (rng.next() as i32) >> rng.pick(&[8, 16, 31]))
+            // Shift 0: full-range biases, whose accumulators may wrap (the two-step path).
+            .map(|_| (rng.next() as i32) >> rng.pick(&[0, 8, 16, 31]))
             .collect();
         let with_bias = rng.below(4) != 0;
         let bias = if with_bias { bias } else { vec![0; oc] };
@@ -120,6 +123,13 @@ fn conv_matches_reference() {
                 continue;
             }
             pack_conv(level, &p, &filter, quant_of(&qs, &bias), &mut packed);
+            if level == Level::Avx512Vnni {
+                let bb = block_bytes(level, conv_depth(&p));
+                for block in packed.chunks(bb) {
+                    let s0 = &block[4 * QUANT_WORDS * 16 + 4 * 64..][..8];
+                    forms[usize::from(s0 == [0; 8])] += 1;
+                }
+            }
             ran += 1;
             let what = std::format!("case {case} {level:?} {p:?}");
             check_parts(&mut rng, conv_pixels(&p), oc, &want, &what, |px, out| {
@@ -128,6 +138,71 @@ fn conv_matches_reference() {
         }
     }
     assert!(ran >= 100, "only {ran} convolutions compared");
+    if levels().contains(&Level::Avx512Vnni) {
+        assert!(
+            forms[0] > 0 && forms[1] > 0,
+            "requantisation forms (single, two-step): {forms:?}"
+        );
+    }
+}
+
+/// `(x * m + K - [x * m < 0] * D) >> s` with `exact_requant`'s constants, in plain integers.
+fn single_rounding(x: i32, (k, d, s): (i64, i64, i64), m: i32) -> i64 {
+    let p = x as i64 * m as i64;
+    (p + k - if p < 0 { d } else { 0 }) >> s
+}
+
+#[test]
+fn single_rounding_equals_two_roundings() {
+    let mut rng = Rng(0x5eed_0f_7f11_7e00);
+    let mut ties = 0;
+    for _ in 0..400_000 {
+        let q = rng.multiplier();
+        // Sometimes a power of two, whose products land on ties often.
+        let m = if rng.below(4) == 0 {
+            1 << 30
+        } else {
+            q.multiplier
+        };
+        let shift = q.shift.min(0) - rng.below(12) as i32;
+        let offset = rng.int8() as i32;
+        let e = -shift;
+        let x = match rng.below(3) {
+            0 => rng.next() as i32,
+            1 => rng.range(-5000, 5000) as i32,
+            // Near the rounding boundaries: x * m close to (t + 1/2) * 2^(31 + e).
+            _ => {
+                let t = rng.range(-300, 300) as i64;
+                let target = (2 * t + 1) << (30 + e);
+                let x = target / m.max(1) as i64 + rng.range(-2, 3) as i64;
+                x.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+            }
+        };
+        let want =
+            crate::quant::multiply_by_quantized_multiplier(x, m, shift) as i64 + offset as i64;
+        let c = exact_requant(m, shift, offset, 0).expect("no left shift, e <= 23");
+        assert_eq!(
+            single_rounding(x, c, m),
+            want,
+            "x {x} m {m} shift {shift} offset {offset}"
+        );
+        // Ties of the second rounding (the first rounded value exactly halfway).
+        let h = crate::quant::saturating_rounding_doubling_high_mul(x, m);
+        ties += i32::from(e > 0 && h & ((1 << e) - 1) == 1 << (e - 1));
+    }
+    assert!(ties > 0, "no exact ties exercised");
+    // Where the single rounding would not be exact, the packing says so.
+    assert_eq!(exact_requant(1 << 30, 1, 0, 0), None, "left shift");
+    assert_eq!(
+        exact_requant(1 << 30, -24, 0, 0),
+        None,
+        "right shift past 23"
+    );
+    assert_eq!(
+        exact_requant(1 << 30, -3, 0, i32::MAX as i64),
+        None,
+        "accumulator bound"
+    );
 }
 
 #[test]
@@ -165,10 +240,19 @@ fn depthwise_matches_reference() {
         ) else {
             continue;
         };
-        let qs: Vec<_> = (0..c).map(|_| rng.multiplier()).collect();
+        // Scaled down further half the time, so that results land inside the int8 range
+        // (where the rounding shows) rather than saturating.
+        let qs: Vec<_> = (0..c)
+            .map(|_| {
+                let q = rng.multiplier();
+                let shift = q.shift - rng.pick(&[0, 6]) as i32;
+                QuantizedMultiplier { shift, ..q }
+            })
+            .collect();
         let (mult, shift): (Vec<i32>, Vec<i32>) =
             qs.iter().map(|q| (q.multiplier, q.shift)).unzip();
-        let bias: Vec<i32> = (0..c).map(|_| (rng.next() as i32) >> 12).collect();
+        let bias_shift = rng.pick(&[0, 12, 12]);
+        let bias: Vec<i32> = (0..c).map(|_| (rng.next() as i32) >> bias_shift).collect();
         let bias_b = bias_bytes(&bias);
         let input = rng.bytes(n * h * w * c);
         let filter = rng.bytes(k * k * c);
