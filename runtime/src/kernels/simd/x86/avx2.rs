@@ -301,9 +301,12 @@ pub(super) unsafe fn depthwise(
     let zp_row = packed.as_ptr().add(blocks * bb).cast::<i8>();
     let o = out_quant(p.output_zero_point, p.act_min, p.act_max);
     let mut rows = [zp_row; MAX_TAPS];
+    let [_, out_h, out_w, _] = p.output_shape;
+    let mut pos = Pos::of(pixels.start, out_h, out_w);
     let first = pixels.start;
     for q in pixels {
-        depthwise_rows(p, input, q, zp_row, &mut rows);
+        depthwise_rows(p, input, pos, zp_row, &mut rows);
+        pos = pos.next(out_h, out_w);
         let out = output.as_mut_ptr().add((q - first) * ch);
         for j in 0..blocks {
             let n = LANES.min(ch - j * LANES);

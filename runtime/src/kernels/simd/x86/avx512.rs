@@ -524,11 +524,14 @@ pub(super) unsafe fn depthwise(
     let zp_row = packed.as_ptr().add(blocks * bb).cast::<i8>();
     let o = out_quant(p.output_zero_point, p.act_min, p.act_max);
     let mut rows = [[zp_row; MAX_TAPS + 1]; DW_STRIP];
+    let [_, out_h, out_w, _] = p.output_shape;
+    let mut pos = Pos::of(pixels.start, out_h, out_w);
     let mut q = pixels.start;
     while q < pixels.end {
         let n = (pixels.end - q).min(DW_STRIP);
-        for (k, r) in rows.iter_mut().enumerate().take(n) {
-            depthwise_rows(p, input, q + k, zp_row, r);
+        for r in rows.iter_mut().take(n) {
+            depthwise_rows(p, input, pos, zp_row, r);
+            pos = pos.next(out_h, out_w);
             // An odd tap count pairs its last tap with the zero-point row (weight 0).
             r[taps] = zp_row;
         }

@@ -588,25 +588,6 @@ pub fn add(level: Level, p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -
     true
 }
 
-/// Where output pixel `q`'s window starts: `(batch, y0, x0)` with `y0`/`x0` possibly negative.
-#[inline(always)]
-fn window(
-    q: usize,
-    out_h: usize,
-    out_w: usize,
-    stride: [usize; 2],
-    pad: [usize; 2],
-) -> (usize, isize, isize) {
-    let b = q / (out_h * out_w);
-    let r = q % (out_h * out_w);
-    let (oy, ox) = (r / out_w, r % out_w);
-    (
-        b,
-        (oy * stride[0]) as isize - pad[0] as isize,
-        (ox * stride[1]) as isize - pad[1] as isize,
-    )
-}
-
 /// An output pixel's batch, row and column.
 #[derive(Clone, Copy)]
 struct Pos {
@@ -705,8 +686,8 @@ fn im2col_row<T: Copy + Default>(
     row[at..].fill(T::default());
 }
 
-/// Each tap's input row for output pixel `q` of a depthwise convolution: a pointer to the input
-/// pixel's channel 0, or `zp_row` (the zero point in every channel) for a padding tap.
+/// Each tap's input row for the depthwise output pixel at `pos`: a pointer to the input pixel's
+/// channel 0, or `zp_row` (the zero point in every channel) for a padding tap.
 ///
 /// # Safety
 /// `input` must have the size `p` implies (the window positions inside the image are then
@@ -715,14 +696,15 @@ fn im2col_row<T: Copy + Default>(
 unsafe fn depthwise_rows(
     p: &DepthwiseConvParams,
     input: &[i8],
-    q: usize,
+    pos: Pos,
     zp_row: *const i8,
     rows: &mut [*const i8],
 ) {
     let [_, h, w, c] = p.input_shape;
     let [_, kh, kw, _] = p.filter_shape;
-    let [_, oh, ow, _] = p.output_shape;
-    let (b, y0, x0) = window(q, oh, ow, p.stride, p.pad);
+    let b = pos.b;
+    let y0 = (pos.oy * p.stride[0]) as isize - p.pad[0] as isize;
+    let x0 = (pos.ox * p.stride[1]) as isize - p.pad[1] as isize;
     let (dh, dw) = (p.dilation[0] as isize, p.dilation[1] as isize);
     let inside = y0 >= 0
         && y0 + (kh as isize - 1) * dh < h as isize
