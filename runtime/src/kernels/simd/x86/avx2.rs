@@ -9,7 +9,7 @@ use core::ops::Range;
 
 use super::{
     block_bytes, conv_depth, depthwise_rows, im2col_row, padded_depth, split_shift, Level, Pos,
-    MAX_TAPS, PANEL_BYTES, QUANT_WORDS, ROWS,
+    MAX_TAPS, PANEL_BYTES, PANEL_SLACK, QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
@@ -206,7 +206,7 @@ pub(super) unsafe fn conv(
     let groups = row_len / 2;
     let bb = block_bytes(LEVEL, depth);
     let blocks = p.out_c.div_ceil(LANES);
-    let mut panel = [0i16; PANEL_BYTES / 2];
+    let mut panel = [0i16; PANEL_BYTES / 2 + PANEL_SLACK];
     let off = p.input_offset as i16;
     let o = out_quant(p.output_offset, p.act_min, p.act_max);
     let mut q0 = pixels.start;
@@ -214,11 +214,11 @@ pub(super) unsafe fn conv(
         let rows = ROWS.min(pixels.end - q0);
         let mut pos = Pos::of(q0, p.out_h, p.out_w);
         for r in 0..rows {
-            let row = &mut panel[r * row_len..(r + 1) * row_len];
+            let row = panel.as_mut_ptr().add(r * row_len);
             // Offset applied here; padding taps are exactly zero.
             im2col_row(p, input, q0 + r, pos, row, 0, |dst, src| {
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = x as i16 + off;
+                for (k, &x) in src.iter().enumerate() {
+                    dst.add(k).write(x as i16 + off);
                 }
             });
             pos = pos.next(p.out_h, p.out_w);

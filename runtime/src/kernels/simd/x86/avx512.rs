@@ -9,7 +9,7 @@ use core::ops::Range;
 use super::{
     block_bytes, conv_depth, depthwise_rows, dw_pair_block_bytes, im2col_row, padded_depth,
     split_shift, Level, Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, MAX_TAPS,
-    PANEL_BYTES, QUANT_WORDS, ROWS,
+    PANEL_BYTES, PANEL_SLACK, QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
@@ -289,28 +289,34 @@ unsafe fn store16(out: *mut i8, v: __m512i, mask: __mmask16) {
     }
 }
 
-/// `dst[i] = src[i] ^ 0x80` (int8 to the unsigned operand of `vpdpbusd`), 64 bytes per step
-/// with masked tails (never touching bytes past either slice).
+/// `dst[i] = src[i] ^ 0x80` (int8 to the unsigned operand of `vpdpbusd`) with full-width stores
+/// (masked stores are slow on some CPUs): writes up to 63 bytes past `src.len()`; loads are
+/// masked, so nothing past `src` is read.
+///
+/// # Safety
+/// `dst` must be valid for `src.len() + 63` bytes of writes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-unsafe fn biased_copy(dst: &mut [u8], src: &[i8]) {
-    let n = dst.len().min(src.len());
-    let bias = _mm512_set1_epi8(-128);
+unsafe fn biased_copy(dst: *mut u8, src: &[i8]) {
+    let n = src.len();
+    let s = src.as_ptr();
     let mut i = 0;
-    while i < n {
-        let left = n - i;
-        let mask: __mmask64 = if left >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << left) - 1
-        };
-        let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(i));
-        _mm512_mask_storeu_epi8(
-            dst.as_mut_ptr().add(i).cast(),
-            mask,
-            _mm512_xor_si512(v, bias),
-        );
+    while i + 64 <= n {
+        let v = _mm512_loadu_si512(s.add(i).cast());
+        _mm512_storeu_si512(dst.add(i).cast(), _mm512_xor_si512(v, _mm512_set1_epi8(-128)));
         i += 64;
+    }
+    let left = n - i;
+    if left == 0 {
+    } else if left <= 16 {
+        let v = _mm_maskz_loadu_epi8(((1u32 << left) - 1) as u16, s.add(i));
+        _mm_storeu_si128(dst.add(i).cast(), _mm_xor_si128(v, _mm_set1_epi8(-128)));
+    } else if left <= 32 {
+        let v = _mm256_maskz_loadu_epi8(((1u64 << left) - 1) as u32, s.add(i));
+        _mm256_storeu_si256(dst.add(i).cast(), _mm256_xor_si256(v, _mm256_set1_epi8(-128)));
+    } else {
+        let v = _mm512_maskz_loadu_epi8((1u64 << left) - 1, s.add(i));
+        _mm512_storeu_si512(dst.add(i).cast(), _mm512_xor_si512(v, _mm512_set1_epi8(-128)));
     }
 }
 
@@ -403,7 +409,7 @@ pub(super) unsafe fn conv(
     let groups = row_bytes / 4;
     let bb = block_bytes(LEVEL, depth);
     let blocks = p.out_c.div_ceil(LANES);
-    let mut panel = [0u8; PANEL_BYTES];
+    let mut panel = [0u8; PANEL_BYTES + PANEL_SLACK];
     // Padding taps read the zero point, biased like every input byte.
     let pad = (p.input_offset.wrapping_neg() as u8) ^ 0x80;
     let o = out_quant(p.output_offset, p.act_min, p.act_max);
@@ -412,7 +418,7 @@ pub(super) unsafe fn conv(
         let rows = ROWS.min(pixels.end - q0);
         let mut pos = Pos::of(q0, p.out_h, p.out_w);
         for r in 0..rows {
-            let row = &mut panel[r * row_bytes..(r + 1) * row_bytes];
+            let row = panel.as_mut_ptr().add(r * row_bytes);
             im2col_row(p, input, q0 + r, pos, row, pad, |dst, src| {
                 biased_copy(dst, src)
             });

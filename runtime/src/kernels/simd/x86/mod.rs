@@ -115,7 +115,8 @@ impl Level {
 /// Requantisation words per channel in a packed block: bias, multiplier, left shift, right shift.
 const QUANT_WORDS: usize = 4;
 
-/// Largest panel (pixels x padded inner dimension) the convolution keeps on the stack.
+/// Largest panel (pixels x padded inner dimension) the convolution keeps on the stack (plus
+/// [`PANEL_SLACK`]).
 pub const PANEL_BYTES: usize = 32 * 1024;
 /// Pixels per panel (rows of the micro-kernel).
 pub const ROWS: usize = 8;
@@ -630,31 +631,37 @@ impl Pos {
     }
 }
 
-/// Fills panel row `row` (length `kp` elements of type `T`) with pixel `q`'s (at `pos`) im2col
-/// window:
-/// `copy(dst, src)` converts each contiguous run of input bytes, `pad` fills taps outside the
-/// image, `T::default()` the rest past the inner dimension.
+/// Elements past the last panel row that a panel must have: [`im2col_row`]'s `copy` may write
+/// up to this many past the run it converts.
+pub const PANEL_SLACK: usize = 64;
+
+/// Fills the panel row at `row` with pixel `q`'s (at `pos`) im2col window: `copy(dst, src)`
+/// converts each contiguous run of input bytes and may write up to [`PANEL_SLACK`] elements past
+/// it (the next run or row, filled later, overwrites them); `pad` fills taps outside the image.
+/// Elements past the inner dimension keep whatever they hold: the packed weights there are 0.
+///
+/// # Safety
+/// `row` must be valid for writes of the inner dimension plus [`PANEL_SLACK`] elements.
 #[inline(always)]
-fn im2col_row<T: Copy + Default>(
+unsafe fn im2col_row<T: Copy>(
     p: &ConvParams,
     input: &[i8],
     q: usize,
     pos: Pos,
-    row: &mut [T],
+    row: *mut T,
     pad: T,
-    copy: impl Fn(&mut [T], &[i8]),
+    copy: impl Fn(*mut T, &[i8]),
 ) {
     let c = p.in_c;
     if p.filter_h == 1 && p.filter_w == 1 && p.stride_h == 1 && p.stride_w == 1 {
         // Pointwise (1x1, stride 1, hence no padding): output pixel q reads input pixel q.
-        copy(&mut row[..c], &input[q * c..(q + 1) * c]);
-        row[c..].fill(T::default());
+        copy(row, &input[q * c..(q + 1) * c]);
         return;
     }
     let Pos { b, oy, ox } = pos;
     let y0 = (oy * p.stride_h) as isize - p.pad_top as isize;
     let x0 = (ox * p.stride_w) as isize - p.pad_left as isize;
-    let mut at = 0;
+    let mut at = row;
     for fy in 0..p.filter_h {
         let iy = y0 + (fy * p.dilation_h) as isize;
         let x_end = x0 + ((p.filter_w - 1) * p.dilation_w) as isize;
@@ -667,23 +674,23 @@ fn im2col_row<T: Copy + Default>(
             // The whole filter row is inside the image: one contiguous run of input.
             let n = p.filter_w * c;
             let src = ((b * p.in_h + iy as usize) * p.in_w + x0 as usize) * c;
-            copy(&mut row[at..at + n], &input[src..src + n]);
-            at += n;
+            copy(at, &input[src..src + n]);
+            at = at.add(n);
             continue;
         }
         for fx in 0..p.filter_w {
             let ix = x0 + (fx * p.dilation_w) as isize;
-            let dst = &mut row[at..at + c];
             if iy < 0 || iy >= p.in_h as isize || ix < 0 || ix >= p.in_w as isize {
-                dst.fill(pad);
+                for k in 0..c {
+                    at.add(k).write(pad);
+                }
             } else {
                 let src = ((b * p.in_h + iy as usize) * p.in_w + ix as usize) * c;
-                copy(dst, &input[src..src + c]);
+                copy(at, &input[src..src + c]);
             }
-            at += c;
+            at = at.add(c);
         }
     }
-    row[at..].fill(T::default());
 }
 
 /// Each tap's input row for the depthwise output pixel at `pos`: a pointer to the input pixel's
