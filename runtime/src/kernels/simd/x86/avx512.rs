@@ -396,6 +396,33 @@ fn out_quant(offset: i32, min: i32, max: i32) -> OutQuant {
     }
 }
 
+/// Writes the window of the pixel at `pos` (at most 64 bytes, contiguous filter rows) to `row`
+/// as one 64-byte store when it lies wholly inside the image; false (nothing written) when not.
+///
+/// # Safety
+/// `input` has the size `p` implies; `row` is valid for 64 bytes of writes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn small_window(p: &ConvParams, input: &[i8], pos: Pos, row: *mut u8) -> bool {
+    let y0 = (pos.oy * p.stride_h) as isize - p.pad_top as isize;
+    let x0 = (pos.ox * p.stride_w) as isize - p.pad_left as isize;
+    let y_end = y0 + ((p.filter_h - 1) * p.dilation_h) as isize;
+    if y0 < 0 || x0 < 0 || y_end >= p.in_h as isize || x0 as usize + p.filter_w > p.in_w {
+        return false;
+    }
+    let run = p.filter_w * p.in_c;
+    let mut v = _mm512_setzero_si512();
+    for fy in 0..p.filter_h {
+        let iy = y0 as usize + fy * p.dilation_h;
+        let src = input.as_ptr().add(((pos.b * p.in_h + iy) * p.in_w + x0 as usize) * p.in_c);
+        // Lanes fy*run.. load from src: the masked-off lanes' addresses are never accessed.
+        let lanes = ((1u64 << run) - 1) << (fy * run);
+        v = _mm512_mask_loadu_epi8(v, lanes, src.wrapping_sub(fy * run));
+    }
+    _mm512_storeu_si512(row.cast(), _mm512_xor_si512(v, _mm512_set1_epi8(-128)));
+    true
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn conv(
     p: &ConvParams,
@@ -413,15 +440,21 @@ pub(super) unsafe fn conv(
     // Padding taps read the zero point, biased like every input byte.
     let pad = (p.input_offset.wrapping_neg() as u8) ^ 0x80;
     let o = out_quant(p.output_offset, p.act_min, p.act_max);
+    // A window of at most 64 bytes in contiguous filter rows (the 3-channel stem's 27) goes into
+    // the panel as one store: separate overlapping stores per filter row would make the GEMM's
+    // 4-byte loads that straddle two of them wait for both to retire.
+    let small = depth <= 64 && p.dilation_w == 1 && p.filter_h > 1;
     let mut q0 = pixels.start;
     while q0 < pixels.end {
         let rows = ROWS.min(pixels.end - q0);
         let mut pos = Pos::of(q0, p.out_h, p.out_w);
         for r in 0..rows {
             let row = panel.as_mut_ptr().add(r * row_bytes);
-            im2col_row(p, input, q0 + r, pos, row, pad, |dst, src| {
-                biased_copy(dst, src)
-            });
+            if !(small && small_window(p, input, pos, row)) {
+                im2col_row(p, input, q0 + r, pos, row, pad, |dst, src| {
+                    biased_copy(dst, src)
+                });
+            }
             pos = pos.next(p.out_h, p.out_w);
         }
         let out = output.as_mut_ptr().add((q0 - pixels.start) * p.out_c);
