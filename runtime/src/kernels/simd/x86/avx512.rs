@@ -541,6 +541,8 @@ pub(super) unsafe fn fully_connected(
 /// Output pixels per depthwise strip: each block's weights and requantisation constants are
 /// loaded once per strip.
 const DW_STRIP: usize = 8;
+/// Output pixels the depthwise kernel computes at once.
+const DW_STEP: usize = 4;
 
 /// Depthwise convolution, 32 channels per block: two taps' inputs widened to 16 bits and
 /// interleaved, multiplied by interleaved weight pairs with `vpdpwssd` (exact: 9-bit by 8-bit
@@ -628,19 +630,23 @@ impl DwStrip<'_> {
         let bias = |h: usize| _mm512_loadu_si512(self.block.add(4 * 16 * h).cast());
         let w = self.block.add(DW_PAIR_QUANT_BYTES);
         let n = self.rows.len();
-        // Two output pixels per step share the weight loads and give the core two independent
-        // chains to overlap; a lone last pixel computes its own window twice (stored once).
+        // DW_STEP output pixels per step share the weight loads and give the core independent
+        // chains to overlap; a short last step recomputes its last pixel (stored once).
         let mut k = 0;
         while k < n {
-            let pixel = [&self.rows[k], &self.rows[(k + 1).min(n - 1)]];
-            let mut acc = [[bias(0), bias(1)]; 2];
+            let pixel: [_; DW_STEP] = core::array::from_fn(|i| &self.rows[(k + i).min(n - 1)]);
+            let mut acc = [[bias(0), bias(1)]; DW_STEP];
             for pair in 0..self.pairs {
                 let w_lo = _mm512_loadu_si512(w.add(pair * 128).cast());
                 let w_hi = _mm512_loadu_si512(w.add(pair * 128 + 64).cast());
                 for (a, r) in acc.iter_mut().zip(pixel) {
                     let load = |t: usize| {
                         let src = r[t].add(self.channel);
-                        _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src))
+                        if left >= L {
+                            _mm512_cvtepi8_epi16(_mm256_loadu_si256(src.cast()))
+                        } else {
+                            _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src))
+                        }
                     };
                     let (x, y) = (load(2 * pair), load(2 * pair + 1));
                     a[0] = _mm512_dpwssd_epi32(a[0], _mm512_unpacklo_epi16(x, y), w_lo);
@@ -659,7 +665,7 @@ impl DwStrip<'_> {
                     _mm256_mask_storeu_epi8(dst.cast(), mask, bytes);
                 }
             }
-            k += 2;
+            k += DW_STEP;
         }
     }
 }
