@@ -4,6 +4,7 @@
 //! slice has the size its params imply; the pointer arithmetic below stays inside them.
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::{
@@ -436,7 +437,10 @@ pub(super) unsafe fn conv(
     let groups = row_bytes / 4;
     let bb = block_bytes(LEVEL, depth);
     let blocks = p.out_c.div_ceil(LANES);
-    let mut panel = [0u8; PANEL_BYTES + PANEL_SLACK];
+    // Only the ROWS rows the tiles read and the slack are zeroed (not the whole 32 KiB).
+    let mut storage = MaybeUninit::<[u8; PANEL_BYTES + PANEL_SLACK]>::uninit();
+    let panel = storage.as_mut_ptr().cast::<u8>();
+    panel.write_bytes(0, ROWS * row_bytes + PANEL_SLACK);
     // Padding taps read the zero point, biased like every input byte.
     let pad = (p.input_offset.wrapping_neg() as u8) ^ 0x80;
     let o = out_quant(p.output_offset, p.act_min, p.act_max);
@@ -449,7 +453,7 @@ pub(super) unsafe fn conv(
         let rows = ROWS.min(pixels.end - q0);
         let mut pos = Pos::of(q0, p.out_h, p.out_w);
         for r in 0..rows {
-            let row = panel.as_mut_ptr().add(r * row_bytes);
+            let row = panel.add(r * row_bytes);
             if !(small && small_window(p, input, pos, row)) {
                 im2col_row(p, input, q0 + r, pos, row, pad, |dst, src| {
                     biased_copy(dst, src)
@@ -469,7 +473,7 @@ pub(super) unsafe fn conv(
         let mut j = 0;
         while j + 1 < blocks {
             let acc = tile::<ROWS, 2>(
-                panel.as_ptr(),
+                panel.cast_const(),
                 row_bytes,
                 groups,
                 [weights(j), weights(j + 1)],
@@ -486,7 +490,7 @@ pub(super) unsafe fn conv(
             j += 2;
         }
         if j < blocks {
-            let acc = tile::<ROWS, 1>(panel.as_ptr(), row_bytes, groups, [weights(j)], [bias(j)]);
+            let acc = tile::<ROWS, 1>(panel.cast_const(), row_bytes, groups, [weights(j)], [bias(j)]);
             let a = quant(j);
             if a.is_exact() {
                 store_tile(&acc, [a.single()], &o, out, p.out_c, j * LANES, rows);
@@ -517,23 +521,37 @@ pub(super) unsafe fn fully_connected(
         for (d, &x) in panel[..depth].iter_mut().zip(xs) {
             *d = (x as u8) ^ 0x80;
         }
-        for j in 0..blocks {
-            let blk = packed.as_ptr().add(j * bb);
-            let [[acc]] = tile::<1, 1>(
-                panel.as_ptr(),
-                row_bytes,
-                groups,
-                [blk.add(LEVEL.quant_bytes())],
-                [_mm512_loadu_si512(blk.cast())],
-            );
+        let out = &mut output[b * p.out_depth..(b + 1) * p.out_depth];
+        let weights = |j: usize| packed.as_ptr().add(j * bb + LEVEL.quant_bytes());
+        let bias = |j: usize| _mm512_loadu_si512(packed.as_ptr().add(j * bb).cast());
+        let mut finish = |j: usize, acc: __m512i| {
             let mut sums = [0i32; LANES];
             _mm512_storeu_si512(sums.as_mut_ptr().cast(), acc);
             let first = j * LANES;
             let n = LANES.min(p.out_depth - first);
             for (lane, &s) in sums[..n].iter().enumerate() {
                 let c = first + lane;
-                output[b * p.out_depth + c] = fully_connected::finish(p, s, scales[c]);
+                out[c] = fully_connected::finish(p, s, scales[c]);
             }
+        };
+        // Four blocks at once: four independent `vpdpbusd` chains instead of one.
+        let mut j = 0;
+        while j + 4 <= blocks {
+            let [acc] = tile::<1, 4>(
+                panel.as_ptr(),
+                row_bytes,
+                groups,
+                core::array::from_fn(|i| weights(j + i)),
+                core::array::from_fn(|i| bias(j + i)),
+            );
+            for (i, a) in acc.into_iter().enumerate() {
+                finish(j + i, a);
+            }
+            j += 4;
+        }
+        for j in j..blocks {
+            let [[acc]] = tile::<1, 1>(panel.as_ptr(), row_bytes, groups, [weights(j)], [bias(j)]);
+            finish(j, acc);
         }
     }
 }
