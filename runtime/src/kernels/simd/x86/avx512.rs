@@ -304,7 +304,10 @@ unsafe fn biased_copy(dst: *mut u8, src: &[i8]) {
     let mut i = 0;
     while i + 64 <= n {
         let v = _mm512_loadu_si512(s.add(i).cast());
-        _mm512_storeu_si512(dst.add(i).cast(), _mm512_xor_si512(v, _mm512_set1_epi8(-128)));
+        _mm512_storeu_si512(
+            dst.add(i).cast(),
+            _mm512_xor_si512(v, _mm512_set1_epi8(-128)),
+        );
         i += 64;
     }
     let left = n - i;
@@ -314,10 +317,16 @@ unsafe fn biased_copy(dst: *mut u8, src: &[i8]) {
         _mm_storeu_si128(dst.add(i).cast(), _mm_xor_si128(v, _mm_set1_epi8(-128)));
     } else if left <= 32 {
         let v = _mm256_maskz_loadu_epi8(((1u64 << left) - 1) as u32, s.add(i));
-        _mm256_storeu_si256(dst.add(i).cast(), _mm256_xor_si256(v, _mm256_set1_epi8(-128)));
+        _mm256_storeu_si256(
+            dst.add(i).cast(),
+            _mm256_xor_si256(v, _mm256_set1_epi8(-128)),
+        );
     } else {
         let v = _mm512_maskz_loadu_epi8((1u64 << left) - 1, s.add(i));
-        _mm512_storeu_si512(dst.add(i).cast(), _mm512_xor_si512(v, _mm512_set1_epi8(-128)));
+        _mm512_storeu_si512(
+            dst.add(i).cast(),
+            _mm512_xor_si512(v, _mm512_set1_epi8(-128)),
+        );
     }
 }
 
@@ -415,7 +424,9 @@ unsafe fn small_window(p: &ConvParams, input: &[i8], pos: Pos, row: *mut u8) -> 
     let mut v = _mm512_setzero_si512();
     for fy in 0..p.filter_h {
         let iy = y0 as usize + fy * p.dilation_h;
-        let src = input.as_ptr().add(((pos.b * p.in_h + iy) * p.in_w + x0 as usize) * p.in_c);
+        let src = input
+            .as_ptr()
+            .add(((pos.b * p.in_h + iy) * p.in_w + x0 as usize) * p.in_c);
         // Lanes fy*run.. load from src: the masked-off lanes' addresses are never accessed.
         let lanes = ((1u64 << run) - 1) << (fy * run);
         v = _mm512_mask_loadu_epi8(v, lanes, src.wrapping_sub(fy * run));
@@ -490,7 +501,13 @@ pub(super) unsafe fn conv(
             j += 2;
         }
         if j < blocks {
-            let acc = tile::<ROWS, 1>(panel.cast_const(), row_bytes, groups, [weights(j)], [bias(j)]);
+            let acc = tile::<ROWS, 1>(
+                panel.cast_const(),
+                row_bytes,
+                groups,
+                [weights(j)],
+                [bias(j)],
+            );
             let a = quant(j);
             if a.is_exact() {
                 store_tile(&acc, [a.single()], &o, out, p.out_c, j * LANES, rows);
