@@ -9,8 +9,8 @@ use core::ops::Range;
 
 use super::{
     block_bytes, conv_depth, depthwise_rows, dw_pair_block_bytes, im2col_row, padded_depth,
-    split_shift, Level, Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, MAX_TAPS,
-    PANEL_BYTES, PANEL_SLACK, QUANT_WORDS, ROWS,
+    split_shift, Level, Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, EXACT_SHIFTS,
+    MAX_TAPS, PANEL_BYTES, PANEL_SLACK, QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
@@ -59,7 +59,7 @@ struct QuantAt {
 impl QuantAt {
     /// Whether the single-rounding form applies (the packing leaves every shift 0 where not).
     unsafe fn is_exact(&self) -> bool {
-        self.exact.add(4 * 64).cast::<i64>().read_unaligned() != 0
+        self.exact.add(EXACT_SHIFTS).cast::<i64>().read_unaligned() != 0
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -338,11 +338,33 @@ fn lane_mask(left: usize) -> __mmask16 {
     }
 }
 
-/// Requantises and stores `rows` rows of a tile whose first block starts at channel `c0`.
+/// Requantises and stores `rows` rows of a tile whose first block starts at channel `c0`: with
+/// one rounding when every block has it, else in two steps.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn store_tile<const R: usize, const NB: usize>(
+    acc: &[[__m512i; NB]; R],
+    blocks: [QuantAt; NB],
+    o: &OutQuant,
+    out: *mut i8,
+    out_c: usize,
+    c0: usize,
+    rows: usize,
+) {
+    if blocks.iter().all(|q| q.is_exact()) {
+        let fin = blocks.map(|q| q.single());
+        store_tile_with(acc, fin, o, out, out_c, c0, rows);
+    } else {
+        let fin = blocks.map(|q| q.two_step());
+        store_tile_with(acc, fin, o, out, out_c, c0, rows);
+    }
+}
+
+/// [`store_tile`] with the blocks' finishing steps chosen.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-unsafe fn store_tile<const R: usize, const NB: usize, F: Finish>(
+unsafe fn store_tile_with<const R: usize, const NB: usize, F: Finish>(
     acc: &[[__m512i; NB]; R],
     blocks: [F; NB],
     o: &OutQuant,
@@ -414,8 +436,7 @@ fn out_quant(offset: i32, min: i32, max: i32) -> OutQuant {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn small_window(p: &ConvParams, input: &[i8], pos: Pos, row: *mut u8) -> bool {
-    let y0 = (pos.oy * p.stride_h) as isize - p.pad_top as isize;
-    let x0 = (pos.ox * p.stride_w) as isize - p.pad_left as isize;
+    let (y0, x0) = pos.origin([p.stride_h, p.stride_w], [p.pad_top, p.pad_left]);
     let y_end = y0 + ((p.filter_h - 1) * p.dilation_h) as isize;
     if y0 < 0 || x0 < 0 || y_end >= p.in_h as isize || x0 as usize + p.filter_w > p.in_w {
         return false;
@@ -490,14 +511,8 @@ pub(super) unsafe fn conv(
                 [weights(j), weights(j + 1)],
                 [bias(j), bias(j + 1)],
             );
-            let (a, b) = (quant(j), quant(j + 1));
-            if a.is_exact() && b.is_exact() {
-                let fin = [a.single(), b.single()];
-                store_tile(&acc, fin, &o, out, p.out_c, j * LANES, rows);
-            } else {
-                let fin = [a.two_step(), b.two_step()];
-                store_tile(&acc, fin, &o, out, p.out_c, j * LANES, rows);
-            }
+            let quants = [quant(j), quant(j + 1)];
+            store_tile(&acc, quants, &o, out, p.out_c, j * LANES, rows);
             j += 2;
         }
         if j < blocks {
@@ -508,12 +523,7 @@ pub(super) unsafe fn conv(
                 [weights(j)],
                 [bias(j)],
             );
-            let a = quant(j);
-            if a.is_exact() {
-                store_tile(&acc, [a.single()], &o, out, p.out_c, j * LANES, rows);
-            } else {
-                store_tile(&acc, [a.two_step()], &o, out, p.out_c, j * LANES, rows);
-            }
+            store_tile(&acc, [quant(j)], &o, out, p.out_c, j * LANES, rows);
         }
         q0 += rows;
     }
@@ -583,7 +593,7 @@ const DW_STEP: usize = 4;
 /// interleaved, multiplied by interleaved weight pairs with `vpdpwssd` (exact: 9-bit by 8-bit
 /// products, pair sums in 32 bits); `vpackssdw` undoes the interleaving before the store.
 /// Pixels go in strips of [`DW_STRIP`]; within a strip each block of channels runs over all
-/// pixels, two at a time.
+/// pixels, [`DW_STEP`] at a time.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn depthwise(
     p: &DepthwiseConvParams,

@@ -211,6 +211,10 @@ fn put_i32(dst: &mut [u8], word: usize, v: i32) {
 /// the shift `s`, each for the even lanes then the odd ones (`vpmuldq` multiplies those apart).
 const EXACT_BYTES: usize = 6 * 64;
 
+/// Where the even lanes' shifts start within a half's single-rounding constants: all 0 when
+/// the half takes the two-step path (a real shift is at least 31).
+const EXACT_SHIFTS: usize = 4 * 64;
+
 /// A lane's single-rounding constants `(K, D, s)`: with `p = acc * multiplier` in 64 bits,
 /// `MultiplyByQuantizedMultiplier(acc) + offset` is `(p + K - [p < 0] * D) >> s`.
 ///
@@ -246,7 +250,8 @@ fn put_exact(dst: &mut [u8], offset: i32, mut lane: impl FnMut(usize) -> Option<
             dst[..EXACT_BYTES].fill(0);
             return;
         };
-        // Even lanes first, then odd: vector v = 2 * kind + (i & 1), element i / 2.
+        // Even lanes first, then odd: vector v = 2 * kind + (i & 1), element i / 2 (so the
+        // shifts start at EXACT_SHIFTS).
         for (kind, v) in [k, d, s].into_iter().enumerate() {
             words[kind][(i & 1) * 8 + i / 2] = v;
         }
@@ -609,6 +614,15 @@ impl Pos {
         }
     }
 
+    /// Where this pixel's window starts in the input, `(y0, x0)`, possibly negative.
+    #[inline(always)]
+    fn origin(self, stride: [usize; 2], pad: [usize; 2]) -> (isize, isize) {
+        (
+            (self.oy * stride[0]) as isize - pad[0] as isize,
+            (self.ox * stride[1]) as isize - pad[1] as isize,
+        )
+    }
+
     /// The next pixel in row-major order (no division, unlike [`Pos::of`]).
     #[inline(always)]
     fn next(self, h: usize, w: usize) -> Self {
@@ -658,9 +672,8 @@ unsafe fn im2col_row<T: Copy>(
         copy(row, &input[q * c..(q + 1) * c]);
         return;
     }
-    let Pos { b, oy, ox } = pos;
-    let y0 = (oy * p.stride_h) as isize - p.pad_top as isize;
-    let x0 = (ox * p.stride_w) as isize - p.pad_left as isize;
+    let b = pos.b;
+    let (y0, x0) = pos.origin([p.stride_h, p.stride_w], [p.pad_top, p.pad_left]);
     let mut at = row;
     for fy in 0..p.filter_h {
         let iy = y0 + (fy * p.dilation_h) as isize;
@@ -710,8 +723,7 @@ unsafe fn depthwise_rows(
     let [_, h, w, c] = p.input_shape;
     let [_, kh, kw, _] = p.filter_shape;
     let b = pos.b;
-    let y0 = (pos.oy * p.stride[0]) as isize - p.pad[0] as isize;
-    let x0 = (pos.ox * p.stride[1]) as isize - p.pad[1] as isize;
+    let (y0, x0) = pos.origin(p.stride, p.pad);
     let (dh, dw) = (p.dilation[0] as isize, p.dilation[1] as isize);
     let inside = y0 >= 0
         && y0 + (kh as isize - 1) * dh < h as isize

@@ -126,7 +126,7 @@ fn conv_matches_reference() {
             if level == Level::Avx512Vnni {
                 let bb = block_bytes(level, conv_depth(&p));
                 for block in packed.chunks(bb) {
-                    let s0 = &block[4 * QUANT_WORDS * 16 + 4 * 64..][..8];
+                    let s0 = &block[4 * QUANT_WORDS * 16 + EXACT_SHIFTS..][..8];
                     forms[usize::from(s0 == [0; 8])] += 1;
                 }
             }
