@@ -8,9 +8,9 @@ use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::{
-    block_bytes, conv_depth, depthwise_rows, dw_pair_block_bytes, im2col_row, padded_depth,
-    split_shift, Level, Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, EXACT_SHIFTS,
-    MAX_TAPS, PANEL_BYTES, PANEL_SLACK, QUANT_WORDS, ROWS,
+    block_bytes, conv_depth, dw_pair_block_bytes, im2col_row, padded_depth, split_shift, Level,
+    Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, EXACT_SHIFTS, PANEL_BYTES, PANEL_SLACK,
+    QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
@@ -143,6 +143,9 @@ struct OutQuant {
     /// clamping before it: the bounds lie inside the int8 range and saturation is monotone).
     min8: __m256i,
     max8: __m256i,
+    /// Whether the bounds are narrower than the int8 range (a fused ReLU6 quantised with zero
+    /// point -128 and scale 6/255, the usual case, is not: saturation alone clamps it).
+    clamps: bool,
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -236,7 +239,10 @@ unsafe fn requantize_biased(acc: __m512i, q: &BlockQuant, o: &OutQuant) -> __m51
 #[inline]
 unsafe fn narrow_pair(lo: __m512i, hi: __m512i, o: &OutQuant) -> __m256i {
     let bytes = _mm512_cvtsepi16_epi8(_mm512_packs_epi32(lo, hi));
-    _mm256_min_epi8(_mm256_max_epi8(bytes, o.min8), o.max8)
+    match o.clamps {
+        true => _mm256_min_epi8(_mm256_max_epi8(bytes, o.min8), o.max8),
+        false => bytes,
+    }
 }
 
 /// `R` panel rows times `NB` blocks of 16 channels over `groups` groups of 4 bytes.
@@ -424,6 +430,7 @@ fn out_quant(offset: i32, min: i32, max: i32) -> OutQuant {
             max: _mm512_set1_epi32(max),
             min8: _mm256_set1_epi8(min.clamp(-128, 127) as i8),
             max8: _mm256_set1_epi8(max.clamp(-128, 127) as i8),
+            clamps: min > -128 || max < 127,
         }
     }
 }
@@ -466,9 +473,7 @@ pub(super) unsafe fn conv(
 ) {
     let depth = conv_depth(p);
     let row_bytes = padded_depth(LEVEL, depth);
-    let groups = row_bytes / 4;
     let bb = block_bytes(LEVEL, depth);
-    let blocks = p.out_c.div_ceil(LANES);
     // Only the ROWS rows the tiles read and the slack are zeroed (not the whole 32 KiB).
     let mut storage = MaybeUninit::<[u8; PANEL_BYTES + PANEL_SLACK]>::uninit();
     let panel = storage.as_mut_ptr().cast::<u8>();
@@ -494,6 +499,45 @@ pub(super) unsafe fn conv(
             pos = pos.next(p.out_h, p.out_w);
         }
         let out = output.as_mut_ptr().add((q0 - pixels.start) * p.out_c);
+        let panel = Panel {
+            rows: panel.cast_const(),
+            row_bytes,
+            count: rows,
+        };
+        // A short last panel (the tail of a 7x7 layer's 49 pixels) runs smaller tiles.
+        match rows {
+            1 => panel.tiles::<1>(p, packed, bb, &o, out),
+            2 => panel.tiles::<2>(p, packed, bb, &o, out),
+            3 | 4 => panel.tiles::<4>(p, packed, bb, &o, out),
+            _ => panel.tiles::<ROWS>(p, packed, bb, &o, out),
+        }
+        q0 += rows;
+    }
+}
+
+/// A panel of im2col rows (biased input bytes, `row_bytes` apart).
+struct Panel {
+    rows: *const u8,
+    row_bytes: usize,
+    /// Rows that hold pixels (the tiles may read up to their `R`, zeroed).
+    count: usize,
+}
+
+impl Panel {
+    /// Multiplies the panel by every block of the packed weights, `R` rows at a time, and
+    /// stores the requantised outputs of its `count` pixels at `out`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn tiles<const R: usize>(
+        &self,
+        p: &ConvParams,
+        packed: &[u8],
+        bb: usize,
+        o: &OutQuant,
+        out: *mut i8,
+    ) {
+        let groups = self.row_bytes / 4;
+        let blocks = p.out_c.div_ceil(LANES);
         let wp = |j: usize| packed.as_ptr().add(j * bb);
         let weights = |j: usize| wp(j).add(LEVEL.quant_bytes());
         let bias = |j: usize| _mm512_loadu_si512(wp(j).cast());
@@ -504,28 +548,21 @@ pub(super) unsafe fn conv(
         };
         let mut j = 0;
         while j + 1 < blocks {
-            let acc = tile::<ROWS, 2>(
-                panel.cast_const(),
-                row_bytes,
+            let acc = tile::<R, 2>(
+                self.rows,
+                self.row_bytes,
                 groups,
                 [weights(j), weights(j + 1)],
                 [bias(j), bias(j + 1)],
             );
             let quants = [quant(j), quant(j + 1)];
-            store_tile(&acc, quants, &o, out, p.out_c, j * LANES, rows);
+            store_tile(&acc, quants, o, out, p.out_c, j * LANES, self.count);
             j += 2;
         }
         if j < blocks {
-            let acc = tile::<ROWS, 1>(
-                panel.cast_const(),
-                row_bytes,
-                groups,
-                [weights(j)],
-                [bias(j)],
-            );
-            store_tile(&acc, [quant(j)], &o, out, p.out_c, j * LANES, rows);
+            let acc = tile::<R, 1>(self.rows, self.row_bytes, groups, [weights(j)], [bias(j)]);
+            store_tile(&acc, [quant(j)], o, out, p.out_c, j * LANES, self.count);
         }
-        q0 += rows;
     }
 }
 
@@ -583,17 +620,37 @@ pub(super) unsafe fn fully_connected(
     }
 }
 
-/// Output pixels per depthwise strip: each block's weights and requantisation constants are
-/// loaded once per strip.
-const DW_STRIP: usize = 8;
+/// Output pixels per depthwise strip (within one output row): the strip's input column
+/// pointers are computed once, and each block's requantisation constants loaded once.
+const DW_STRIP: usize = 16;
 /// Output pixels the depthwise kernel computes at once.
 const DW_STEP: usize = 4;
+const _: () = assert!(DW_STRIP.is_multiple_of(DW_STEP));
+/// Input column pointers a strip may use (kernel rows x the columns its pixels span); a
+/// filter whose strips need more (huge strides or dilations) runs on the portable kernels.
+const DW_MAX_COLUMNS: usize = 512;
+/// No kernel column: the pixel's window does not cover this input column.
+const NO_TAP: u8 = u8::MAX;
 
-/// Depthwise convolution, 32 channels per block: two taps' inputs widened to 16 bits and
-/// interleaved, multiplied by interleaved weight pairs with `vpdpwssd` (exact: 9-bit by 8-bit
-/// products, pair sums in 32 bits); `vpackssdw` undoes the interleaving before the store.
-/// Pixels go in strips of [`DW_STRIP`]; within a strip each block of channels runs over all
-/// pixels, [`DW_STEP`] at a time.
+/// Input columns `pixels` neighbouring output pixels of one row read, in each kernel row.
+fn dw_span(p: &DepthwiseConvParams, pixels: usize) -> usize {
+    (pixels - 1) * p.stride[1] + (p.filter_shape[2] - 1) * p.dilation[1] + 1
+}
+
+/// Whether the AVX-512 depthwise kernel takes this filter (see [`DW_MAX_COLUMNS`]).
+pub(super) fn depthwise_fits(p: &DepthwiseConvParams) -> bool {
+    let [_, kh, kw, _] = p.filter_shape;
+    kw <= usize::from(NO_TAP)
+        && p.stride[1] > 0
+        && p.dilation[1] > 0
+        && kh.saturating_mul(dw_span(p, DW_STRIP)) <= DW_MAX_COLUMNS
+}
+
+/// Depthwise convolution as a sliding window over each output row, 32 channels per block.
+/// Each input column of a strip is loaded and widened to 16 bits once per pair of kernel rows,
+/// the two rows interleaved; `vpdpwssd` then multiplies it by the interleaved weight pair of
+/// every kernel column through which one of the step's output pixels sees it (exact: 9-bit by
+/// 8-bit products, pair sums in 32 bits). `vpackssdw` undoes the interleaving before the store.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn depthwise(
     p: &DepthwiseConvParams,
@@ -604,55 +661,187 @@ pub(super) unsafe fn depthwise(
 ) {
     const L: usize = DW_PAIR_LANES;
     let [_, kh, kw, ch] = p.filter_shape;
-    let taps = kh * kw;
+    let [_, h, w, c] = p.input_shape;
     let blocks = ch.div_ceil(L);
-    let bb = dw_pair_block_bytes(taps);
+    let bb = dw_pair_block_bytes(kh, kw);
     let zp_row = packed.as_ptr().add(blocks * bb).cast::<i8>();
     let o = out_quant(p.output_zero_point, p.act_min, p.act_max);
-    let mut rows = [[zp_row; MAX_TAPS + 1]; DW_STRIP];
+    let (stride, dilation) = (p.stride[1], p.dilation[1]);
+    // For each input column of a step (relative to its first pixel's window), the kernel
+    // column through which each of the step's pixels reads it.
+    let mut taps_at = [[NO_TAP; DW_STEP]; DW_MAX_COLUMNS];
+    let step_span = dw_span(p, DW_STEP);
+    for (j, users) in taps_at.iter_mut().enumerate().take(step_span) {
+        for (i, fx) in users.iter_mut().enumerate() {
+            if let Some(t) = j.checked_sub(i * stride) {
+                if t.is_multiple_of(dilation) && t / dilation < kw {
+                    *fx = (t / dilation) as u8;
+                }
+            }
+        }
+    }
+    let table = Table {
+        size: [kh, kw],
+        stride,
+        taps_at: &taps_at[..step_span],
+    };
+    // The strip's input column pointers, kernel row by kernel row (`zp_row` outside the image).
+    let span = dw_span(p, DW_STRIP);
+    let mut cols = [zp_row; DW_MAX_COLUMNS];
     let [_, out_h, out_w, _] = p.output_shape;
     let mut pos = Pos::of(pixels.start, out_h, out_w);
     let mut q = pixels.start;
     while q < pixels.end {
-        let n = (pixels.end - q).min(DW_STRIP);
-        for r in rows.iter_mut().take(n) {
-            depthwise_rows(p, input, pos, zp_row, r);
-            pos = pos.next(out_h, out_w);
-            // An odd tap count pairs its last tap with the zero-point row (weight 0).
-            r[taps] = zp_row;
+        let n = (pixels.end - q).min(DW_STRIP).min(out_w - pos.ox);
+        let (y0, x0) = pos.origin(p.stride, p.pad);
+        for fy in 0..kh {
+            let iy = y0 + (fy * p.dilation[0]) as isize;
+            let row = (iy >= 0 && iy < h as isize)
+                .then(|| input.as_ptr().add((pos.b * h + iy as usize) * w * c));
+            for (j, col) in cols[fy * span..(fy + 1) * span].iter_mut().enumerate() {
+                let ix = x0 + j as isize;
+                *col = match row {
+                    Some(row) if ix >= 0 && ix < w as isize => row.add(ix as usize * c),
+                    _ => zp_row,
+                };
+            }
         }
         let out = output.as_mut_ptr().add((q - pixels.start) * ch);
         for j in 0..blocks {
             let blk = packed.as_ptr().add(j * bb);
-            let half = |h: usize| QuantAt {
-                words: blk.add(4 * 16 * h),
+            let half = |k: usize| QuantAt {
+                words: blk.add(4 * 16 * k),
                 stride: 4 * L,
-                exact: blk.add(4 * QUANT_WORDS * L + h * EXACT_BYTES),
+                exact: blk.add(4 * QUANT_WORDS * L + k * EXACT_BYTES),
             };
             let (lo, hi) = (half(0), half(1));
             let strip = DwStrip {
-                rows: &rows[..n],
-                pairs: taps.div_ceil(2),
+                cols: &cols[..kh * span],
+                span,
+                pixels: n,
                 block: blk,
                 channel: j * L,
                 channels: ch,
                 out,
             };
             if lo.is_exact() && hi.is_exact() {
-                strip.run([lo.single(), hi.single()], &o);
+                strip.run_with(table, dilation, [lo.single(), hi.single()], &o);
             } else {
-                strip.run([lo.two_step(), hi.two_step()], &o);
+                strip.run_with(table, dilation, [lo.two_step(), hi.two_step()], &o);
             }
         }
         q += n;
+        for _ in 0..n {
+            pos = pos.next(out_h, out_w);
+        }
     }
 }
 
-/// One block of 32 channels over a strip of output pixels.
+/// `acc + a · b` over int16 pairs (`vpdpwssd`), written as one instruction on purpose: LLVM's
+/// machine combiner otherwise splits most of them into `vpmaddwd` + `vpaddd` to shorten the
+/// accumulator chains, which doubles the depthwise kernel's multiply-add instructions.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut acc = acc;
+    core::arch::asm!(
+        "vpdpwssd {acc}, {a}, {b}",
+        acc = inout(zmm_reg) acc,
+        a = in(zmm_reg) a,
+        b = in(zmm_reg) b,
+        options(pure, nomem, nostack, preserves_flags),
+    );
+    acc
+}
+
+/// Where a step's input columns meet its pixels' kernel columns: the common filters as
+/// constants (so the step unrolls completely), any other from a table.
+trait DwWindow: Copy {
+    /// The filter's rows and columns.
+    fn size(self) -> [usize; 2];
+    /// Calls `f` on each input column the step's pixels read (per kernel row), in order.
+    fn each_column(self, f: impl FnMut(usize));
+    /// The stride along a row.
+    fn stride(self) -> usize;
+    /// The kernel column through which pixel `i` of the step reads the step's input column `j`.
+    fn tap(self, j: usize, i: usize) -> Option<usize>;
+}
+
+/// A `KH x KW` filter with row stride `S` and no dilation along the row.
+#[derive(Clone, Copy)]
+struct Fixed<const KH: usize, const KW: usize, const S: usize>;
+
+impl<const KH: usize, const KW: usize, const S: usize> Fixed<KH, KW, S> {
+    const SPAN: usize = (DW_STEP - 1) * S + KW;
+}
+
+/// Runs `$body` with `$j` bound to each constant 0, 1, .. below `$n` (at most 16): written out,
+/// so that a constant `$n` leaves straight-line code (LLVM does not always unroll the loop).
+macro_rules! unrolled {
+    ($n:expr, |$j:ident| $body:block) => {
+        unrolled!(@ $n, $j, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    };
+    (@ $n:expr, $j:ident, $body:block, $($k:literal)*) => {{
+        let n: usize = $n;
+        debug_assert!(n <= 16);
+        $( if $k < n { let $j: usize = $k; $body } )*
+    }};
+}
+
+impl<const KH: usize, const KW: usize, const S: usize> DwWindow for Fixed<KH, KW, S> {
+    #[inline(always)]
+    fn size(self) -> [usize; 2] {
+        [KH, KW]
+    }
+    #[inline(always)]
+    fn each_column(self, mut f: impl FnMut(usize)) {
+        const { assert!(Self::SPAN <= 16) };
+        unrolled!(Self::SPAN, |j| { f(j) });
+    }
+    #[inline(always)]
+    fn stride(self) -> usize {
+        S
+    }
+    #[inline(always)]
+    fn tap(self, j: usize, i: usize) -> Option<usize> {
+        j.checked_sub(i * S).filter(|&t| t < KW)
+    }
+}
+
+/// Any other filter: the kernel columns tabulated per input column (see `depthwise`).
+#[derive(Clone, Copy)]
+struct Table<'a> {
+    size: [usize; 2],
+    stride: usize,
+    taps_at: &'a [[u8; DW_STEP]],
+}
+
+impl DwWindow for Table<'_> {
+    #[inline(always)]
+    fn size(self) -> [usize; 2] {
+        self.size
+    }
+    #[inline(always)]
+    fn each_column(self, f: impl FnMut(usize)) {
+        (0..self.taps_at.len()).for_each(f);
+    }
+    #[inline(always)]
+    fn stride(self) -> usize {
+        self.stride
+    }
+    #[inline(always)]
+    fn tap(self, j: usize, i: usize) -> Option<usize> {
+        let t = self.taps_at[j][i];
+        (t != NO_TAP).then_some(usize::from(t))
+    }
+}
+
+/// One block of 32 channels over a strip of output pixels in one row.
 struct DwStrip<'a> {
-    /// Each pixel's tap rows (see `depthwise_rows`), the last odd tap paired with the zero row.
-    rows: &'a [[*const i8; MAX_TAPS + 1]],
-    pairs: usize,
+    /// Input column `j` of kernel row `fy` at `cols[fy * span + j]` (channel 0).
+    cols: &'a [*const i8],
+    span: usize,
+    pixels: usize,
     /// The packed block: bias words, then (at `DW_PAIR_QUANT_BYTES`) the weight pairs.
     block: *const u8,
     channel: usize,
@@ -664,53 +853,93 @@ struct DwStrip<'a> {
 impl DwStrip<'_> {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
-    unsafe fn run<F: Finish>(&self, fin: [F; 2], o: &OutQuant) {
+    unsafe fn run<F: Finish, W: DwWindow, const FULL: bool>(
+        &self,
+        window: W,
+        fin: [F; 2],
+        o: &OutQuant,
+    ) {
         const L: usize = DW_PAIR_LANES;
+        let [kh, kw] = window.size();
         let left = self.channels - self.channel;
-        let mask: __mmask32 = if left >= L {
+        let mask: __mmask32 = if FULL {
             u32::MAX
         } else {
-            (1u32 << left) - 1
+            (1u32 << left.min(L - 1)) - 1
         };
         let bias = |h: usize| _mm512_loadu_si512(self.block.add(4 * 16 * h).cast());
-        let w = self.block.add(DW_PAIR_QUANT_BYTES);
-        let n = self.rows.len();
-        // DW_STEP output pixels per step share the weight loads and give the core independent
-        // chains to overlap; a short last step recomputes its last pixel (stored once).
-        let mut k = 0;
-        while k < n {
-            let pixel: [_; DW_STEP] = core::array::from_fn(|i| &self.rows[(k + i).min(n - 1)]);
-            let mut acc = [[bias(0), bias(1)]; DW_STEP];
-            for pair in 0..self.pairs {
-                let w_lo = _mm512_loadu_si512(w.add(pair * 128).cast());
-                let w_hi = _mm512_loadu_si512(w.add(pair * 128 + 64).cast());
-                for (a, r) in acc.iter_mut().zip(pixel) {
-                    let load = |t: usize| {
-                        let src = r[t].add(self.channel);
-                        if left >= L {
-                            _mm512_cvtepi8_epi16(_mm256_loadu_si256(src.cast()))
-                        } else {
-                            _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src))
-                        }
-                    };
-                    let (x, y) = (load(2 * pair), load(2 * pair + 1));
-                    a[0] = _mm512_dpwssd_epi32(a[0], _mm512_unpacklo_epi16(x, y), w_lo);
-                    a[1] = _mm512_dpwssd_epi32(a[1], _mm512_unpackhi_epi16(x, y), w_hi);
-                }
+        let weights = self.block.add(DW_PAIR_QUANT_BYTES);
+        let widened = |fy: usize, col: usize| {
+            let src = self.cols[fy * self.span + col].add(self.channel);
+            if FULL {
+                _mm512_cvtepi8_epi16(_mm256_loadu_si256(src.cast()))
+            } else {
+                _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src))
             }
-            for (i, a) in acc.iter().enumerate().take(n - k) {
+        };
+        // DW_STEP pixels at a time: a short last step computes pixels past the strip (their
+        // columns are in `cols` too) and stores only the strip's.
+        let mut k = 0;
+        while k < self.pixels {
+            let mut acc = [[bias(0), bias(1)]; DW_STEP];
+            for r in 0..kh.div_ceil(2) {
+                let row_weights = weights.add(r * kw * 128);
+                window.each_column(|j| {
+                    let col = k * window.stride() + j;
+                    let top = widened(2 * r, col);
+                    let below = match 2 * r + 1 < kh {
+                        true => widened(2 * r + 1, col),
+                        false => _mm512_setzero_si512(),
+                    };
+                    let (lo, hi) = (
+                        _mm512_unpacklo_epi16(top, below),
+                        _mm512_unpackhi_epi16(top, below),
+                    );
+                    for (i, a) in acc.iter_mut().enumerate() {
+                        if let Some(fx) = window.tap(j, i) {
+                            let wt = row_weights.add(fx * 128);
+                            a[0] = dpwssd(a[0], lo, _mm512_loadu_si512(wt.cast()));
+                            a[1] = dpwssd(a[1], hi, _mm512_loadu_si512(wt.add(64).cast()));
+                        }
+                    }
+                });
+            }
+            for (i, a) in acc.iter().enumerate().take(self.pixels - k) {
                 // The packing undoes the tap interleaving: channels come out in order.
                 let lo = fin[0].finish(a[0], o);
                 let hi = fin[1].finish(a[1], o);
                 let bytes = narrow_pair(lo, hi, o);
                 let dst = self.out.add((k + i) * self.channels + self.channel);
-                if left >= L {
+                if FULL {
                     _mm256_storeu_si256(dst.cast(), bytes);
                 } else {
                     _mm256_mask_storeu_epi8(dst.cast(), mask, bytes);
                 }
             }
             k += DW_STEP;
+        }
+    }
+
+    /// Runs the strip with `fin` on the window type that fits the filter, with unmasked loads
+    /// and stores for a full block of channels.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn run_with<F: Finish>(&self, table: Table, dilation: usize, fin: [F; 2], o: &OutQuant) {
+        match (table.size, table.stride, dilation) {
+            ([3, 3], 1, 1) => self.run_on(Fixed::<3, 3, 1>, fin, o),
+            ([3, 3], 2, 1) => self.run_on(Fixed::<3, 3, 2>, fin, o),
+            ([5, 5], 1, 1) => self.run_on(Fixed::<5, 5, 1>, fin, o),
+            ([5, 5], 2, 1) => self.run_on(Fixed::<5, 5, 2>, fin, o),
+            _ => self.run_on(table, fin, o),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn run_on<F: Finish, W: DwWindow>(&self, window: W, fin: [F; 2], o: &OutQuant) {
+        match self.channels - self.channel >= DW_PAIR_LANES {
+            true => self.run::<_, _, true>(window, fin, o),
+            false => self.run::<_, _, false>(window, fin, o),
         }
     }
 }

@@ -172,10 +172,12 @@ pub fn depthwise_packed_bytes(level: Level, p: &DepthwiseConvParams) -> usize {
             // zero-point row that padding taps read (one block of slack for full-width loads).
             blocks * 4 * level.lanes() * (QUANT_WORDS + taps) + (blocks + 1) * level.lanes()
         }
-        Level::Avx512Vnni => {
+        Level::Avx512Vnni if avx512::depthwise_fits(p) => {
             let blocks = ch.div_ceil(DW_PAIR_LANES);
-            blocks * dw_pair_block_bytes(taps) + (blocks + 1) * DW_PAIR_LANES
+            blocks * dw_pair_block_bytes(kh, kw) + (blocks + 1) * DW_PAIR_LANES
         }
+        // A strip's input columns would not fit the kernel's table: the portable kernels.
+        Level::Avx512Vnni => 0,
     }
 }
 
@@ -187,10 +189,11 @@ pub const DW_PAIR_LANES: usize = 32;
 /// 32 lanes, then the single-rounding constants of each 16-lane half.
 const DW_PAIR_QUANT_BYTES: usize = 4 * QUANT_WORDS * DW_PAIR_LANES + 2 * EXACT_BYTES;
 
-/// Bytes of one AVX-512 depthwise block: its requantisation constants, then per pair of taps
-/// two vectors of 16 (tap, next tap) int16 weight pairs.
-fn dw_pair_block_bytes(taps: usize) -> usize {
-    DW_PAIR_QUANT_BYTES + taps.div_ceil(2) * 2 * 64
+/// Bytes of one AVX-512 depthwise block of a `kh x kw` filter: its requantisation constants,
+/// then per pair of kernel rows and kernel column two vectors of 16 int16 weight pairs (see
+/// [`pack_depthwise_pairs`]).
+fn dw_pair_block_bytes(kh: usize, kw: usize) -> usize {
+    DW_PAIR_QUANT_BYTES + kh.div_ceil(2) * kw * 2 * 64
 }
 
 /// The channel (within its block of 32) in accumulator lane `i` of the AVX-512 depthwise kernel:
@@ -433,8 +436,10 @@ pub fn pack_depthwise(
 }
 
 /// The AVX-512 depthwise layout (see [`dw_pair_channel`]): per block of 32 channels the
-/// quantisation words in lane order, then per pair of taps the low and high vectors of
-/// `(w[t][c], w[t + 1][c])` int16 pairs (zero past the last tap and the last channel).
+/// quantisation words in lane order, then for each pair of kernel rows `(2r, 2r + 1)` and each
+/// kernel column `x` the low and high vectors of `(w[2r][x][c], w[2r + 1][x][c])` int16 pairs
+/// (zero past the last kernel row and the last channel). Pairing taps vertically lets one
+/// widened input column serve every output pixel whose window covers it.
 fn pack_depthwise_pairs(
     p: &DepthwiseConvParams,
     filter: &[i8],
@@ -444,7 +449,7 @@ fn pack_depthwise_pairs(
     let [_, kh, kw, ch] = p.filter_shape;
     let taps = kh * kw;
     let blocks = ch.div_ceil(DW_PAIR_LANES);
-    let bytes = dw_pair_block_bytes(taps);
+    let bytes = dw_pair_block_bytes(kh, kw);
     let (body, zp_row) = dst.split_at_mut((blocks * bytes).min(dst.len()));
     zp_row.fill(p.input_zero_point as i8 as u8);
     let w = |t: usize, c: usize| match t < taps && c < ch {
@@ -475,10 +480,15 @@ fn pack_depthwise_pairs(
                     put_i32(chunk, k * DW_PAIR_LANES + i, v);
                 }
             }
-            for pair in 0..taps.div_ceil(2) {
+            // Row 2r + 1 past the last kernel row is a tap index past `taps`: weight 0.
+            for (pair, (r, x)) in (0..kh.div_ceil(2))
+                .flat_map(|r| (0..kw).map(move |x| (r, x)))
+                .enumerate()
+            {
                 let at = DW_PAIR_QUANT_BYTES + pair * 128 + 4 * i;
-                chunk[at..at + 2].copy_from_slice(&w(2 * pair, c).to_le_bytes());
-                chunk[at + 2..at + 4].copy_from_slice(&w(2 * pair + 1, c).to_le_bytes());
+                let (top, below) = (2 * r * kw + x, (2 * r + 1) * kw + x);
+                chunk[at..at + 2].copy_from_slice(&w(top, c).to_le_bytes());
+                chunk[at + 2..at + 4].copy_from_slice(&w(below, c).to_le_bytes());
             }
         }
     }

@@ -209,16 +209,24 @@ fn single_rounding_equals_two_roundings() {
 fn depthwise_matches_reference() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut ran = 0;
-    for case in 0..150 {
-        let k = rng.pick(&[3, 3, 5, 1, 2]);
+    let mut declined = 0;
+    for case in 0..200 {
+        // Square 3x3 and 5x5 filters with strides 1 and 2 run the AVX-512 kernel's unrolled
+        // windows; the other shapes, strides and dilations its tabulated one.
+        let kh = rng.pick(&[3, 3, 5, 1, 2]);
+        let kw = match rng.below(4) {
+            0 => rng.pick(&[1, 2, 3, 4]),
+            _ => kh,
+        };
         let c = 1 + rng.below(80);
-        let (n, h, w) = (1 + rng.below(2), k + rng.below(10), k + rng.below(10));
-        let stride = [1 + rng.below(2), 1 + rng.below(2)];
-        let dilation = [1 + rng.below(2), 1];
+        // Rows up to 40 wide: several strips, a short last one, parts starting mid-row.
+        let (n, h, w) = (1 + rng.below(2), kh + rng.below(10), kw + rng.below(40));
+        let stride = [1 + rng.below(2), 1 + rng.pick(&[0, 0, 1, 1, 2])];
+        let dilation = [1 + rng.below(2), 1 + rng.pick(&[0, 0, 0, 1])];
         let pad = rng.pick(&[Padding::Same, Padding::Valid]);
         let (Some((oh, _)), Some((ow, _))) = (
-            depthwise_conv::out_size_and_padding(pad, h, k, stride[0], dilation[0]),
-            depthwise_conv::out_size_and_padding(pad, w, k, stride[1], dilation[1]),
+            depthwise_conv::out_size_and_padding(pad, h, kh, stride[0], dilation[0]),
+            depthwise_conv::out_size_and_padding(pad, w, kw, stride[1], dilation[1]),
         ) else {
             continue;
         };
@@ -226,7 +234,7 @@ fn depthwise_matches_reference() {
         let zp_in = rng.zero_point() as i32;
         let Ok(p) = depthwise_conv::prepare(
             [n, h, w, c],
-            [1, k, k, c],
+            [1, kh, kw, c],
             [n, oh, ow, c],
             stride,
             dilation,
@@ -255,11 +263,15 @@ fn depthwise_matches_reference() {
         let bias: Vec<i32> = (0..c).map(|_| (rng.next() as i32) >> bias_shift).collect();
         let bias_b = bias_bytes(&bias);
         let input = rng.bytes(n * h * w * c);
-        let filter = rng.bytes(k * k * c);
+        let filter = rng.bytes(kh * kw * c);
         let mut want = vec![0i8; n * oh * ow * c];
         depthwise_conv::eval_split(&p, &mult, &shift, &input, &filter, Some(&bias_b), &mut want);
         for level in levels() {
             let mut packed = vec![0u8; depthwise_packed_bytes(level, &p)];
+            if packed.is_empty() {
+                declined += 1;
+                continue;
+            }
             pack_depthwise(level, &p, &filter, quant_of(&qs, &bias), &mut packed);
             ran += 1;
             let what = std::format!("case {case} {level:?} {p:?}");
@@ -268,7 +280,45 @@ fn depthwise_matches_reference() {
             });
         }
     }
-    assert!(ran >= 100, "only {ran} depthwise convolutions compared");
+    assert!(ran >= 150, "only {ran} depthwise convolutions compared");
+    // Every filter here fits both kernels (the AVX-512 one declines only strips whose input
+    // columns pass its table, see `depthwise_declines_what_its_table_cannot_hold`).
+    assert_eq!(declined, 0);
+}
+
+#[test]
+fn depthwise_declines_what_its_table_cannot_hold() {
+    // A 3x3 filter with a row stride of 80: a strip of 16 pixels spans 1203 input columns in
+    // each of 3 kernel rows, past the AVX-512 kernel's table, which then leaves the layer to
+    // the portable kernels; AVX2 has no such limit.
+    let (w, c) = (400, 8);
+    let ow = depthwise_conv::out_size_and_padding(Padding::Valid, w, 3, 80, 1)
+        .unwrap()
+        .0;
+    let p = depthwise_conv::prepare(
+        [1, 3, w, c],
+        [1, 3, 3, c],
+        [1, 1, ow, c],
+        [1, 80],
+        [1, 1],
+        Padding::Valid,
+        1,
+        FusedActivation::None,
+        0.02,
+        0,
+        0.05,
+        0,
+    )
+    .unwrap();
+    for level in levels() {
+        let bytes = depthwise_packed_bytes(level, &p);
+        assert_eq!(bytes == 0, level == Level::Avx512Vnni, "{level:?}");
+        if bytes == 0 {
+            let input = vec![0i8; 3 * w * c];
+            let mut out = vec![0i8; ow * c];
+            assert!(!depthwise(level, &p, &[], &input, &mut out, 0..ow));
+        }
+    }
 }
 
 #[test]
