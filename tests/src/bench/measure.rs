@@ -4,7 +4,9 @@
 //! [`kdrun::ort_backend`]); TFLite and TFLite Micro run in the Python harness
 //! (`tools/refharness.py run --repeat --warmup --min-seconds`), which times `invoke()` alone.
 //! Every backend gets the same input bytes (a real photo letterboxed by kdruntime's letterbox)
-//! and the same [`Policy`]; its outputs are compared with kdruntime's.
+//! and the same [`Policy`]; its outputs are compared with kdruntime's. The headline pair
+//! (kdruntime's fastest kernels and TFLite XNNPACK, 1 thread) alternate in [`HEADLINE_ROUNDS`]
+//! rounds that share the policy's time.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -221,21 +223,64 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
             input_shape
         );
     }
-    let mut results = Vec::new();
+    let dir = TempDir::new("bench").map_err(|e| anyhow!("{e}"))?;
+    let input_path = dir
+        .write("input.u8", &bm.input)
+        .map_err(|e| anyhow!("{e}"))?;
+    let python = |backend: Backend, policy: &Policy| {
+        let opts = RunOptions {
+            repeat: policy.min_runs,
+            warmup: policy.warmup,
+            min_time_ms: (policy.min_seconds * 1000.0) as u64,
+        };
+        reference::run_files(&bm.tflite, backend, &input_path, &dir, opts)
+    };
 
-    // kdruntime three ways; the first (the headline) is the reference for the others' outputs.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut kd_out: Option<Vec<u8>> = None;
-    for (id, kernels, threads, config) in [
-        (
-            BackendId::Kdruntime,
-            Kernels::Fastest,
-            1,
-            format!(
-                "release build, 1 thread, fastest kernels for this CPU ({:?})",
-                Kernels::Fastest.path()
-            ),
+    // The headline pair, kdruntime's fastest kernels and TFLite XNNPACK (1 thread), alternate in
+    // HEADLINE_ROUNDS rounds, each timed for its share of the policy: a slow phase of a shared
+    // machine then falls on both instead of on whichever ran during it.
+    eprintln!(
+        "bench: {} on {} and TFLite XNNPACK",
+        bm.name,
+        BackendId::Kdruntime.label()
+    );
+    let round = Policy {
+        min_runs: policy.min_runs.div_ceil(HEADLINE_ROUNDS),
+        min_seconds: policy.min_seconds / HEADLINE_ROUNDS as f64,
+        max_runs: policy.max_runs.div_ceil(HEADLINE_ROUNDS),
+        ..*policy
+    };
+    let (mut kd_lat, mut kd_out) = (Vec::new(), None);
+    let mut xnnpack: Option<Result<reference::Reference, reference::Error>> = None;
+    for _ in 0..HEADLINE_ROUNDS {
+        let (lat, out) = time_kdruntime(&m, &bm.input, Kernels::Fastest, 1, &round)?;
+        kd_lat.extend(lat);
+        kd_out.get_or_insert(out);
+        xnnpack = match (xnnpack, python(Backend::Xnnpack, &round)) {
+            (None, r) => Some(r),
+            (Some(Ok(mut first)), Ok(r)) => {
+                first.timing.latencies_us.extend(r.timing.latencies_us);
+                Some(Ok(first))
+            }
+            (Some(Ok(_)), Err(e)) | (Some(Err(e)), _) => Some(Err(e)),
+        };
+    }
+    let kd_out = kd_out.unwrap_or_default();
+    let mut results = vec![timed(
+        BackendId::Kdruntime,
+        format!(
+            "release build, 1 thread, fastest kernels for this CPU ({:?}); timed in {} rounds \
+             alternating with TFLite XNNPACK",
+            Kernels::Fastest.path(),
+            HEADLINE_ROUNDS
         ),
+        &kd_lat,
+        None,
+    )];
+
+    // kdruntime's other two configurations; their outputs are compared with the headline's.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for (id, kernels, threads, config) in [
         (
             BackendId::KdruntimeReference,
             Kernels::Reference,
@@ -251,28 +296,10 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
         ),
     ] {
         eprintln!("bench: {} on {}", bm.name, id.label());
-        let mut arena = vec![0u8; m.arena_size_for(kernels)?];
-        let mut interp = Interpreter::with_kernels(&m, &mut arena, kernels)?;
-        interp.set_threads(threads);
-        // The planner reuses the input's bytes for later activations once the input is dead,
-        // so every run refills it (untimed), as an application does.
-        let lat = time_invokes(policy, || {
-            interp.input_mut(0)?.copy_from_slice(&bm.input);
-            let t0 = Instant::now();
-            interp.invoke()?;
-            Ok(t0.elapsed())
-        })?;
-        let out = interp.output(0)?;
-        let agreement = kd_out.as_deref().and_then(|k| Agreement::of(out, k));
-        kd_out.get_or_insert_with(|| out.to_vec());
-        results.push(timed(id, config, &lat, agreement));
+        let (lat, out) = time_kdruntime(&m, &bm.input, kernels, threads, policy)?;
+        results.push(timed(id, config, &lat, Agreement::of(&out, &kd_out)));
     }
-    let kd_out = kd_out.unwrap_or_default();
 
-    let dir = TempDir::new("bench").map_err(|e| anyhow!("{e}"))?;
-    let input_path = dir
-        .write("input.u8", &bm.input)
-        .map_err(|e| anyhow!("{e}"))?;
     let mut tflm_arena = None;
     for (id, backend, config) in [
         (
@@ -291,13 +318,14 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
             "tflite-micro Python interpreter (reference kernels)",
         ),
     ] {
-        eprintln!("bench: {} on {}", bm.name, id.label());
-        let opts = RunOptions {
-            repeat: policy.min_runs,
-            warmup: policy.warmup,
-            min_time_ms: (policy.min_seconds * 1000.0) as u64,
+        let run = match backend {
+            Backend::Xnnpack => xnnpack.take().unwrap_or_else(|| python(backend, policy)),
+            _ => {
+                eprintln!("bench: {} on {}", bm.name, id.label());
+                python(backend, policy)
+            }
         };
-        match reference::run_files(&bm.tflite, backend, &input_path, &dir, opts) {
+        match run {
             Ok(r) => {
                 if let Some(v) = r.report.get("versions").and_then(|v| v.as_object()) {
                     for (k, v) in v {
@@ -314,6 +342,8 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
                     } else {
                         " (delegate NOT applied)"
                     };
+                    config +=
+                        &format!(", timed in {HEADLINE_ROUNDS} rounds alternating with kdruntime");
                 }
                 if backend == Backend::Tflm {
                     tflm_arena = r.tflm_arena_bytes;
@@ -394,6 +424,31 @@ pub fn bench_model(bm: &BenchModel, policy: &Policy, ctx: &mut RunContext) -> Re
         tflm_arena_bytes: tflm_arena,
         results,
     })
+}
+
+/// Rounds in which the headline pair (kdruntime's fastest kernels, TFLite XNNPACK) alternate.
+pub const HEADLINE_ROUNDS: usize = 3;
+
+/// Times kdruntime on `model` with `kernels` and `threads`; returns the latencies and output 0.
+fn time_kdruntime(
+    model: &Model,
+    input: &[u8],
+    kernels: Kernels,
+    threads: usize,
+    policy: &Policy,
+) -> Result<(Vec<f64>, Vec<u8>)> {
+    let mut arena = vec![0u8; model.arena_size_for(kernels)?];
+    let mut interp = Interpreter::with_kernels(model, &mut arena, kernels)?;
+    interp.set_threads(threads);
+    // The planner reuses the input's bytes for later activations once the input is dead,
+    // so every run refills it (untimed), as an application does.
+    let lat = time_invokes(policy, || {
+        interp.input_mut(0)?.copy_from_slice(input);
+        let t0 = Instant::now();
+        interp.invoke()?;
+        Ok(t0.elapsed())
+    })?;
+    Ok((lat, interp.output(0)?.to_vec()))
 }
 
 /// Times ONNX Runtime on `onnx`; returns the latencies and output 0 of the first run.
