@@ -8,9 +8,9 @@ use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::{
-    block_bytes, conv_depth, dw_pair_block_bytes, im2col_row, padded_depth, split_shift, Level,
-    Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, EXACT_SHIFTS, PANEL_BYTES, PANEL_SLACK,
-    QUANT_WORDS, ROWS,
+    block_bytes, conv_depth, dw_pair_block_bytes, exact_requant, im2col_row, padded_depth,
+    split_shift, Level, Pos, DW_PAIR_LANES, DW_PAIR_QUANT_BYTES, EXACT_BYTES, EXACT_SHIFTS,
+    PANEL_BYTES, PANEL_SLACK, QUANT_WORDS, ROWS,
 };
 use crate::kernels::add::{self, AddParams};
 use crate::kernels::conv::ConvParams;
@@ -143,6 +143,9 @@ struct OutQuant {
     /// clamping before it: the bounds lie inside the int8 range and saturation is monotone).
     min8: __m256i,
     max8: __m256i,
+    /// The clamp bounds as `i8` (for 64-byte vectors).
+    min_i8: i8,
+    max_i8: i8,
     /// Whether the bounds are narrower than the int8 range (a fused ReLU6 quantised with zero
     /// point -128 and scale 6/255, the usual case, is not: saturation alone clamps it).
     clamps: bool,
@@ -430,6 +433,8 @@ fn out_quant(offset: i32, min: i32, max: i32) -> OutQuant {
             max: _mm512_set1_epi32(max),
             min8: _mm256_set1_epi8(min.clamp(-128, 127) as i8),
             max8: _mm256_set1_epi8(max.clamp(-128, 127) as i8),
+            min_i8: min.clamp(-128, 127) as i8,
+            max_i8: max.clamp(-128, 127) as i8,
             clamps: min > -128 || max < 127,
         }
     }
@@ -962,5 +967,141 @@ pub(super) unsafe fn add(p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) {
         let sum = _mm512_add_epi32(scale(x, &qa), scale(y, &qb));
         store16(output.as_mut_ptr().add(i), requantize(sum, &qo, &o), mask);
         i += LANES;
+    }
+}
+
+/// A 256-entry `i32` table as four byte planes (plane `k` holds byte `k` of every entry), the
+/// form `vpermi2b` looks up 64 entries at a time in.
+#[repr(C, align(64))]
+struct Planes([[u8; 256]; 4]);
+
+impl Planes {
+    /// The rescaled value ADD gives each int8 input value (`scale` of `x` with the input's
+    /// offset, left shift and multiplier), indexed by the value's byte; and the largest
+    /// magnitude among them.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn of_input(q: &BlockQuant) -> (Self, i64) {
+        let mut planes = Planes([[0; 256]; 4]);
+        // Unsigned, so that |i32::MIN| = 2^31 counts.
+        let mut largest = _mm512_setzero_si512();
+        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for j in 0..16 {
+            // Bytes 16j..16j+16 read as the int8 values they encode.
+            let byte = _mm512_add_epi32(iota, _mm512_set1_epi32(16 * j as i32));
+            let x = _mm512_srai_epi32::<24>(_mm512_slli_epi32::<24>(byte));
+            let t = scale(x, q);
+            largest = _mm512_max_epu32(largest, _mm512_abs_epi32(t));
+            for (k, plane) in planes.0.iter_mut().enumerate() {
+                let bytes =
+                    _mm512_cvtepi32_epi8(_mm512_srlv_epi32(t, _mm512_set1_epi32(8 * k as i32)));
+                _mm_storeu_si128(plane.as_mut_ptr().add(16 * j).cast(), bytes);
+            }
+        }
+        (planes, i64::from(_mm512_reduce_max_epu32(largest)))
+    }
+
+    /// The entries of 64 indices as four vectors of 16 `i32`: per 128-bit lane `L`, entries
+    /// `16L..16L+3`, `16L+4..`, `16L+8..` and `16L+12..` (the order `vpackssdw` then
+    /// `vpacksswb` put back in sequence).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    #[inline]
+    unsafe fn lookup(&self, idx: __m512i) -> [__m512i; 4] {
+        let upper = _mm512_movepi8_mask(idx);
+        let plane = |k: usize| {
+            let p = self.0[k].as_ptr();
+            let part = |at: usize| _mm512_loadu_si512(p.add(at).cast());
+            let lo = _mm512_permutex2var_epi8(part(0), idx, part(64));
+            let hi = _mm512_permutex2var_epi8(part(128), idx, part(192));
+            _mm512_mask_blend_epi8(upper, lo, hi)
+        };
+        let [b0, b1, b2, b3] = [plane(0), plane(1), plane(2), plane(3)];
+        let (w01_lo, w01_hi) = (_mm512_unpacklo_epi8(b0, b1), _mm512_unpackhi_epi8(b0, b1));
+        let (w23_lo, w23_hi) = (_mm512_unpacklo_epi8(b2, b3), _mm512_unpackhi_epi8(b2, b3));
+        [
+            _mm512_unpacklo_epi16(w01_lo, w23_lo),
+            _mm512_unpackhi_epi16(w01_lo, w23_lo),
+            _mm512_unpacklo_epi16(w01_hi, w23_hi),
+            _mm512_unpackhi_epi16(w01_hi, w23_hi),
+        ]
+    }
+}
+
+/// [`add`] with each input's rescaling looked up: it depends on the int8 value alone, so the
+/// 256 possible results are computed once per call (by the same `scale`) and 64 elements at a
+/// time take theirs with `vpermi2b`; only the output's requantisation is per element, in one
+/// rounding where that is exact (and `single` allows it: the tests run both forms).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+pub(super) unsafe fn add_by_tables(
+    p: &AddParams,
+    a: &[i8],
+    b: &[i8],
+    output: &mut [i8],
+    single: bool,
+) {
+    let [za, zb, zo] = p.zero_points;
+    let (ta, bound_a) = Planes::of_input(&splat_quant(-za, p.a_multiplier, add::LEFT_SHIFT));
+    let (tb, bound_b) = Planes::of_input(&splat_quant(-zb, p.b_multiplier, add::LEFT_SHIFT));
+    let tables = [ta, tb];
+    let o = out_quant(zo, p.act_min, p.act_max);
+    let m = p.output_multiplier;
+    match exact_requant(m.multiplier, m.shift, zo, bound_a + bound_b).filter(|_| single) {
+        Some((k, d, s)) => {
+            let (k, d, s) = (
+                _mm512_set1_epi64(k),
+                _mm512_set1_epi64(d),
+                _mm512_set1_epi64(s),
+            );
+            let mult = _mm512_set1_epi32(m.multiplier);
+            let fin = Exact {
+                mult,
+                mult_odd: mult,
+                k: [k; 2],
+                d: [d; 2],
+                s: [s; 2],
+            };
+            add_looked_up(&tables, fin, &o, a, b, output);
+        }
+        None => add_looked_up(&tables, splat_quant(0, m, 0), &o, a, b, output),
+    }
+}
+
+/// The loop of [`add_by_tables`], 64 elements at a time, finishing each sum with `fin`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+#[inline]
+unsafe fn add_looked_up<F: Finish>(
+    tables: &[Planes; 2],
+    fin: F,
+    o: &OutQuant,
+    a: &[i8],
+    b: &[i8],
+    output: &mut [i8],
+) {
+    let n = output.len();
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let mask = if left >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << left) - 1
+        };
+        let x = _mm512_maskz_loadu_epi8(mask, a.as_ptr().add(i));
+        let y = _mm512_maskz_loadu_epi8(mask, b.as_ptr().add(i));
+        let (sx, sy) = (tables[0].lookup(x), tables[1].lookup(y));
+        let r: [__m512i; 4] =
+            core::array::from_fn(|k| fin.finish(_mm512_add_epi32(sx[k], sy[k]), o));
+        // Saturating packs, then the clamp on bytes (equal to clamping first: the bounds lie
+        // inside int8 and saturation is monotone).
+        let mut bytes = _mm512_packs_epi16(
+            _mm512_packs_epi32(r[0], r[1]),
+            _mm512_packs_epi32(r[2], r[3]),
+        );
+        if o.clamps {
+            let (lo, hi) = (_mm512_set1_epi8(o.min_i8), _mm512_set1_epi8(o.max_i8));
+            bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi);
+        }
+        _mm512_mask_storeu_epi8(output.as_mut_ptr().add(i), mask, bytes);
+        i += 64;
     }
 }

@@ -70,6 +70,23 @@ impl Level {
         }
     }
 
+    /// Whether this CPU also has AVX-512 VBMI (byte permutes across a whole vector: Ice Lake,
+    /// Zen 4 and later), which ADD's table lookups use; detected once per process.
+    #[cfg(feature = "std")]
+    pub fn vbmi() -> bool {
+        use std::sync::OnceLock;
+        static VBMI: OnceLock<bool> = OnceLock::new();
+        *VBMI.get_or_init(|| {
+            Self::detect() == Some(Level::Avx512Vnni) && std::is_x86_feature_detected!("avx512vbmi")
+        })
+    }
+
+    /// Without std: whether the build targets VBMI.
+    #[cfg(not(feature = "std"))]
+    pub fn vbmi() -> bool {
+        Self::detect() == Some(Level::Avx512Vnni) && cfg!(target_feature = "avx512vbmi")
+    }
+
     /// True when this CPU can run `self` (a level chosen by a caller, not detected).
     pub fn available(self) -> bool {
         matches!(
@@ -597,6 +614,7 @@ pub fn add(level: Level, p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -
     // SAFETY: the CPU supports `level`; all three slices have `no` elements.
     unsafe {
         match level {
+            Level::Avx512Vnni if Level::vbmi() => avx512::add_by_tables(p, a, b, output, true),
             Level::Avx512Vnni => avx512::add(p, a, b, output),
             Level::Avx2 => avx2::add(p, a, b, output),
         }

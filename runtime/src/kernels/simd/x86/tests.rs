@@ -364,8 +364,9 @@ fn fully_connected_matches_reference() {
 #[test]
 fn add_matches_reference() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
-    for case in 0..60 {
-        let n = 1 + rng.below(200);
+    for case in 0..100 {
+        // Up to 5 blocks of 64 (the table lookups' width) and a short last one.
+        let n = 1 + rng.below(300);
         let scales = [
             0.01 + rng.below(100) as f32 * 1e-3,
             0.02,
@@ -392,6 +393,21 @@ fn add_matches_reference() {
             let mut got = vec![0i8; n];
             assert!(add(level, &p, &a, &b, &mut got));
             assert_eq!(got, want, "case {case} {level:?}");
+        }
+        // Both AVX-512 forms, whichever `add` picks on this CPU.
+        if Level::Avx512Vnni.available() {
+            let mut got = vec![0i8; n];
+            // SAFETY: the CPU has the level; the slices have `n` elements.
+            unsafe { avx512::add(&p, &a, &b, &mut got) };
+            assert_eq!(got, want, "case {case} AVX-512 lane by lane");
+        }
+        if Level::vbmi() {
+            for single in [true, false] {
+                let mut got = vec![0i8; n];
+                // SAFETY: as above, and the CPU has VBMI.
+                unsafe { avx512::add_by_tables(&p, &a, &b, &mut got, single) };
+                assert_eq!(got, want, "case {case} AVX-512 tables (single: {single})");
+            }
         }
     }
 }
