@@ -120,10 +120,10 @@ impl Finish for BlockQuant {
 #[inline]
 unsafe fn single_rounding(acc: __m512i, e: &Exact) -> __m512i {
     let half = |x: __m512i, m: __m512i, i: usize| {
-        let p = _mm512_mul_epi32(x, m);
-        let negative = _mm512_cmplt_epi64_mask(p, _mm512_setzero_si512());
-        let a = _mm512_add_epi64(p, e.k[i]);
-        _mm512_srav_epi64(_mm512_mask_sub_epi64(a, negative, a, e.d[i]), e.s[i])
+        // `[p < 0] D` is `[x < 0] D` (`m > 0`), and `D` (2^31 or 0 in a 64-bit lane) masks
+        // exactly the sign bit of `x`'s low dword: one AND, off the product's path.
+        let k = _mm512_sub_epi64(e.k[i], _mm512_and_si512(x, e.d[i]));
+        _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), k), e.s[i])
     };
     let even = half(acc, e.mult, 0);
     // `vpshufd` rather than a 64-bit shift: LLVM turns a shift feeding `vpmuldq` into an

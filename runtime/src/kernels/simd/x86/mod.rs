@@ -242,7 +242,9 @@ const EXACT_SHIFTS: usize = 4 * 64;
 /// nudge is this floor), then `h / 2^e` half away from zero, which is `(h + 2^(e-1) - [h < 0])
 /// >> e` for `e > 0`. Nested floors of exact divisions merge: the result is
 /// `(p + 2^30 + 2^(30+e) - [h < 0] * 2^31 + offset * 2^(31+e)) >> (31+e)`; `[h < 0]` is
-/// `[p < -2^30]`, and for `-2^30 <= p < 0` both forms give 0, so `[p < 0]` serves.
+/// `[p < -2^30]`, and for `-2^30 <= p < 0` both forms give 0, so `[p < 0]` serves. So does
+/// `[acc < 0]`, which the kernels take (one AND of the accumulator with `D`): with `m > 0` it
+/// is `[p < 0]`, and with `m = 0` (`p = 0`) subtracting `2^31` from `K` leaves the quotient.
 ///
 /// `None` when the lane needs the two-step path: a left shift (whose 32-bit product may wrap),
 /// a right shift past 23 (`K` would leave 64 bits), or an accumulator `bound` that could push

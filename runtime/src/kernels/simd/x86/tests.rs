@@ -146,10 +146,11 @@ fn conv_matches_reference() {
     }
 }
 
-/// `(x * m + K - [x * m < 0] * D) >> s` with `exact_requant`'s constants, in plain integers.
+/// `(x * m + K - [x < 0] * D) >> s` with `exact_requant`'s constants, in plain integers, as the
+/// AVX-512 kernels compute it (the sign of `x` standing for that of `x * m`).
 fn single_rounding(x: i32, (k, d, s): (i64, i64, i64), m: i32) -> i64 {
     let p = x as i64 * m as i64;
-    (p + k - if p < 0 { d } else { 0 }) >> s
+    (p + k - if x < 0 { d } else { 0 }) >> s
 }
 
 #[test]
@@ -158,11 +159,12 @@ fn single_rounding_equals_two_roundings() {
     let mut ties = 0;
     for _ in 0..400_000 {
         let q = rng.multiplier();
-        // Sometimes a power of two, whose products land on ties often.
-        let m = if rng.below(4) == 0 {
-            1 << 30
-        } else {
-            q.multiplier
+        // Sometimes a power of two, whose products land on ties often; sometimes 0 (a zero
+        // scale), where `[x < 0]` and `[x * m < 0]` differ.
+        let m = match rng.below(8) {
+            0 | 1 => 1 << 30,
+            2 => 0,
+            _ => q.multiplier,
         };
         let shift = q.shift.min(0) - rng.below(12) as i32;
         let offset = rng.int8() as i32;
