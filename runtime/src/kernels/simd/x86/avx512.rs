@@ -383,15 +383,30 @@ unsafe fn store_tile_with<const R: usize, const NB: usize, F: Finish>(
     rows: usize,
 ) {
     if NB == 2 && out_c >= c0 + 2 * LANES {
-        // Two full blocks: narrow both in registers and store 32 bytes at once.
-        for r in 0..rows.min(R) {
-            let lo = blocks[0].finish(acc[r][0], o);
-            let hi = blocks[NB - 1].finish(acc[r][NB - 1], o);
-            // One dword permute puts lo's 16 bytes before hi's.
-            let bytes = narrow_pair(lo, hi, o);
-            let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-            let both = _mm256_permutevar8x32_epi32(bytes, order);
-            _mm256_storeu_si256(out.add(r * out_c + c0).cast(), both);
+        // Two full blocks, two rows at a time: one byte pack narrows both rows' 64 results and
+        // one dword permute orders them (row r's 32 bytes, then row r + 1's).
+        let rows = rows.min(R);
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        let mut r = 0;
+        while r < rows {
+            let words = |r: usize| {
+                let r = r.min(R - 1);
+                let lo = blocks[0].finish(acc[r][0], o);
+                let hi = blocks[NB - 1].finish(acc[r][NB - 1], o);
+                _mm512_packs_epi32(lo, hi)
+            };
+            let mut bytes = _mm512_packs_epi16(words(r), words(r + 1));
+            if o.clamps {
+                let (min, max) = (_mm512_set1_epi8(o.min_i8), _mm512_set1_epi8(o.max_i8));
+                bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, min), max);
+            }
+            let both = _mm512_permutexvar_epi32(order, bytes);
+            _mm256_storeu_si256(out.add(r * out_c + c0).cast(), _mm512_castsi512_si256(both));
+            if r + 1 < rows {
+                let second = _mm512_extracti64x4_epi64::<1>(both);
+                _mm256_storeu_si256(out.add((r + 1) * out_c + c0).cast(), second);
+            }
+            r += 2;
         }
         return;
     }
