@@ -567,6 +567,32 @@ impl Panel {
             exact: wp(j).add(4 * QUANT_WORDS * LANES),
         };
         let mut j = 0;
+        // Where the products outweigh the requantisation (inner dimension of 64 or more), four
+        // blocks over half the rows at a time: each broadcast input feeds four products.
+        while R == ROWS && groups >= 16 && j + 3 < blocks {
+            for half in 0..2 {
+                let first = half * (ROWS / 2);
+                if first >= self.count {
+                    break;
+                }
+                let acc = tile::<{ ROWS / 2 }, 4>(
+                    self.rows.add(first * self.row_bytes),
+                    self.row_bytes,
+                    groups,
+                    core::array::from_fn(|i| weights(j + i)),
+                    core::array::from_fn(|i| bias(j + i)),
+                );
+                let out = out.add(first * p.out_c);
+                let rows = self.count - first;
+                for pair in 0..2 {
+                    let acc2: [[__m512i; 2]; ROWS / 2] =
+                        core::array::from_fn(|r| [acc[r][2 * pair], acc[r][2 * pair + 1]]);
+                    let quants = [quant(j + 2 * pair), quant(j + 2 * pair + 1)];
+                    store_tile(&acc2, quants, o, out, p.out_c, (j + 2 * pair) * LANES, rows);
+                }
+            }
+            j += 4;
+        }
         while j + 1 < blocks {
             let acc = tile::<R, 2>(
                 self.rows,
