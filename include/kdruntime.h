@@ -300,7 +300,7 @@ const char *kd_version(void);
 
 /**
  * Validates the model in `model[0..model_len)` and writes to `*arena_size` the arena bytes
- * `kd_interpreter_init` needs for it (including up to 15 bytes of alignment slack).
+ * `kd_interpreter_init` needs for it (including up to 63 bytes of alignment slack).
  *
  * # Safety
  * `model` must point to `model_len` readable bytes; `arena_size` must be writable.

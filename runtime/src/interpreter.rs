@@ -5,7 +5,8 @@
 //! | tensor plan (4 words/tensor) | op records | op blobs | activations |
 //! ```
 //!
-//! (each part 16-byte aligned). `Interpreter::new` validates every operator and prepares it
+//! (the arena's start and each part on a 64-byte cache line; tensors and reference-path blobs
+//! within their part 16-byte aligned, packed-path blobs on cache lines). `Interpreter::new` validates every operator and prepares it
 //! once: options and quantisation are read from the flatbuffer, the kernels' `prepare` computes
 //! multipliers, shifts, clamp bounds and broadcast walks, and each tensor operand is resolved to
 //! a `Span` (an activation-region range, or a range of the model bytes for constants). The
@@ -60,7 +61,7 @@ use crate::kernels::{
 };
 use crate::kernels::{pack, shape, strided_slice};
 use crate::model::{DType, Model, OperatorInfo, TensorInfo, MAX_RANK};
-use crate::plan::{self, align_up, ALIGN, MAX_PLANNED_TENSORS, NONE, WORDS_PER_TENSOR};
+use crate::plan::{self, align_line, align_up, LINE, MAX_PLANNED_TENSORS, NONE, WORDS_PER_TENSOR};
 use crate::record::{record_enum, record_struct, Reader, Record, Writer};
 use crate::tflite::schema::{self, builtin_operator as opc, builtin_options};
 
@@ -81,7 +82,17 @@ impl Layout {
     fn total(&self) -> Option<usize> {
         self.persistent()
             .checked_add(self.activation_bytes)?
-            .checked_add(ALIGN - 1)
+            .checked_add(LINE - 1)
+    }
+}
+
+/// The alignment of activation tensors and op blobs on `path`: 16 bytes for the portable
+/// kernels (so the arena stays within TFLite Micro's), a cache line for the packed ones.
+fn tensor_align(path: Path) -> usize {
+    match path {
+        Path::Reference | Path::InPlace => plan::ALIGN,
+        #[allow(unreachable_patterns)] // the packed paths exist on some targets only
+        _ => LINE,
     }
 }
 
@@ -94,7 +105,7 @@ fn overflow() -> Error {
 /// Plans the activations into `recs` and sizes the op records and blobs by preparing every
 /// operator (the sizing pass: the same validation and arithmetic as init, nothing stored).
 fn layout(model: &Model, recs: &mut [u32], path: Path) -> Result<Layout> {
-    let activation_bytes = plan::plan(model, recs)?;
+    let activation_bytes = plan::plan(model, recs, tensor_align(path))?;
     let mut ctx = Ctx::new(model, recs, activation_bytes, None, path);
     let mut words = Writer::new(None);
     for i in 0..model.num_operators() {
@@ -107,20 +118,20 @@ fn layout(model: &Model, recs: &mut [u32], path: Path) -> Result<Layout> {
     let record_bytes = words
         .len
         .checked_mul(4)
-        .and_then(align_up)
+        .and_then(align_line)
         .ok_or_else(overflow)?;
-    let plan_bytes = align_up(model.num_tensors() * WORDS_PER_TENSOR * 4).ok_or_else(overflow)?;
+    let plan_bytes = align_line(model.num_tensors() * WORDS_PER_TENSOR * 4).ok_or_else(overflow)?;
     Ok(Layout {
         plan_bytes,
         record_bytes,
-        blobs_bytes: ctx.blob_len,
+        blobs_bytes: align_line(ctx.blob_len).ok_or_else(overflow)?,
         activation_bytes,
     })
 }
 
 impl<'a> Model<'a> {
-    /// Arena bytes `Interpreter::new` needs for this model (includes up to 15 bytes to align the
-    /// caller's buffer, so any buffer of this size works). Validates every operator on the way,
+    /// Arena bytes `Interpreter::new` needs for this model (includes up to 63 bytes to align the
+    /// caller's buffer to a cache line, so any buffer of this size works). Validates every operator on the way,
     /// exactly as `Interpreter::new` does, so a model accepted here fails `new` only with
     /// `ArenaTooSmall`. Plans with a stack scratch of `16 * MAX_PLANNED_TENSORS` bytes; on small
     /// stacks use [`Model::arena_size_with_scratch`].
@@ -168,7 +179,7 @@ record_struct!(Span {
     len
 });
 
-/// `len` bytes at `at` in the op-blob region (16-byte aligned).
+/// `len` bytes at `at` in the op-blob region (16-byte aligned; 64 on the packed paths).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Blob {
     at: usize,
@@ -362,7 +373,7 @@ struct Ctx<'m, 'p, 'b> {
     recs: &'p [u32],
     activation_bytes: usize,
     blobs: Option<&'b mut [u8]>,
-    /// Blob bytes allocated so far (each allocation rounded up to [`ALIGN`]).
+    /// Blob bytes allocated so far (each allocation rounded up to `plan::ALIGN`).
     blob_len: usize,
     /// The kernel path convolutions and fully connected layers are prepared for.
     path: Path,
@@ -472,9 +483,14 @@ impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
         Ok((blob, pair))
     }
 
-    /// Allocates `bytes` of op blob; the slice to fill at init, `None` in the sizing pass.
+    /// Allocates `bytes` of op blob; the slice to fill at init, `None` in the sizing pass. On the
+    /// packed paths each blob starts on a cache line ([`LINE`]).
     fn blob(&mut self, bytes: usize) -> Result<(Blob, Option<&mut [u8]>)> {
-        let at = self.blob_len;
+        let at = match tensor_align(self.path) {
+            LINE => align_line(self.blob_len),
+            _ => Some(self.blob_len),
+        }
+        .ok_or_else(overflow)?;
         self.blob_len = align_up(bytes)
             .and_then(|n| n.checked_add(at))
             .ok_or_else(overflow)?;
@@ -1457,7 +1473,7 @@ fn set_word(b: &mut [u8], i: usize, v: u32) -> Result<()> {
 /// Runs a validated model in a caller-supplied arena. Allocates nothing.
 pub struct Interpreter<'m, 'a> {
     model: Model<'m>,
-    /// The caller's arena from its first 16-byte-aligned byte.
+    /// The caller's arena from its first 64-byte-aligned byte.
     arena: &'a mut [u8],
     /// Byte range of the op records in `arena`.
     records: (usize, usize),
@@ -1486,9 +1502,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let model = *model;
         let path = kernels.path();
         let given = arena.len();
-        let pad = arena.as_ptr().align_offset(ALIGN);
+        let pad = arena.as_ptr().align_offset(LINE);
         let n_t = model.num_tensors();
-        let plan_bytes = align_up(n_t * WORDS_PER_TENSOR * 4).ok_or_else(overflow)?;
+        let plan_bytes = align_line(n_t * WORDS_PER_TENSOR * 4).ok_or_else(overflow)?;
         if pad > given || given - pad < plan_bytes {
             // Not even room to plan: report the full need (computed with stack scratch).
             let needed = model.arena_size_for(kernels)?;
@@ -1944,7 +1960,7 @@ mod tests {
                 assert_eq!(r.next(), None, "{name} op {i}: words left over");
                 total += count.len;
             }
-            assert_eq!(align_up(4 * total), Some(lay.record_bytes), "{name}");
+            assert_eq!(align_line(4 * total), Some(lay.record_bytes), "{name}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The offline arena planner: greedy first-fit by lifetime, like TFLite Micro's
 //! `GreedyMemoryPlanner`. Activation tensors (non-constant tensors an operator or the graph
-//! touches) are placed largest first, each at the lowest 16-byte-aligned offset where it does not
+//! touches) are placed largest first, each at the lowest 16-byte-aligned offset (64 for the
+//! packed kernels, whose vector loads then do not straddle cache lines) where it does not
 //! overlap any already placed tensor whose lifetime (first to last operator using it) intersects
 //! its own. Tensors with disjoint lifetimes share memory.
 //!
@@ -20,14 +21,29 @@ pub const WORDS_PER_TENSOR: usize = 4;
 /// "Not in the arena" / "not yet placed" marker.
 pub const NONE: u32 = u32::MAX;
 
+/// Alignment of the arena's start and of its regions (plan, records, blobs, activations), and
+/// of every blob on the packed kernel paths: a cache line, so that those kernels' 64-byte
+/// loads of packed weights do not straddle two lines and their speed does not depend on where
+/// the caller's buffer happens to start.
+pub const LINE: usize = 64;
+
 /// Rounds up to [`ALIGN`], `None` on overflow.
 pub fn align_up(n: usize) -> Option<usize> {
     n.checked_add(ALIGN - 1).map(|v| v & !(ALIGN - 1))
 }
 
-fn arena_bytes(model: &Model, t: usize) -> Result<usize> {
+/// Rounds up to [`LINE`], `None` on overflow.
+pub fn align_line(n: usize) -> Option<usize> {
+    n.checked_add(LINE - 1).map(|v| v & !(LINE - 1))
+}
+
+fn arena_bytes(model: &Model, t: usize, align: usize) -> Result<usize> {
     let info = model.tensor(t)?;
-    align_up(info.byte_size()).ok_or(Error::BadTensor {
+    let aligned = info
+        .byte_size()
+        .checked_add(align - 1)
+        .map(|v| v & !(align - 1));
+    aligned.ok_or(Error::BadTensor {
         index: t,
         name: info.error_name(),
         reason: "byte size overflows",
@@ -66,8 +82,9 @@ fn check_written_before_read(model: &Model) -> Result<()> {
 }
 
 /// Plans subgraph 0 into `recs` (`WORDS_PER_TENSOR` words per tensor: offset within the
-/// activation region or `NONE`, first op, last op, aligned size). Returns the activation region's size.
-pub fn plan(model: &Model, recs: &mut [u32]) -> Result<usize> {
+/// activation region or `NONE`, first op, last op, size rounded up to `align`, a power of two:
+/// [`ALIGN`], or [`LINE`] for the packed kernels). Returns the activation region's size.
+pub fn plan(model: &Model, recs: &mut [u32], align: usize) -> Result<usize> {
     const W: usize = WORDS_PER_TENSOR;
     let n = model.num_tensors();
     let n_ops = model.num_operators() as u32;
@@ -78,7 +95,7 @@ pub fn plan(model: &Model, recs: &mut [u32]) -> Result<usize> {
         });
     }
     for t in 0..n {
-        let size = arena_bytes(model, t)?;
+        let size = arena_bytes(model, t, align)?;
         let size = u32::try_from(size).map_err(|_| Error::UnsupportedModel {
             reason: "tensor larger than 4 GiB",
         })?;

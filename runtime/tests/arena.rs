@@ -66,7 +66,7 @@ fn pipeline_plan_matches_hand_derivation() {
     let bytes = fixture("pipeline_u8_classifier");
     let model = Model::from_bytes(&bytes).unwrap();
     let mut recs = vec![0u32; model.num_tensors() * WORDS_PER_TENSOR];
-    let total = plan::plan(&model, &mut recs).unwrap();
+    let total = plan::plan(&model, &mut recs, plan::ALIGN).unwrap();
     assert_eq!(total, 1584);
     let off = |t: usize| recs[t * WORDS_PER_TENSOR];
     let expected = [
@@ -100,24 +100,27 @@ fn live_tensors_never_overlap_in_any_fixture() {
         let bytes = std::fs::read(&path).unwrap();
         let model = Model::from_bytes(&bytes).unwrap();
         let n = model.num_tensors();
-        let mut recs = vec![0u32; n * WORDS_PER_TENSOR];
-        let total = plan::plan(&model, &mut recs).unwrap();
-        let r = |t: usize| &recs[t * WORDS_PER_TENSOR..(t + 1) * WORDS_PER_TENSOR];
-        for a in 0..n {
-            for b in a + 1..n {
-                let (ra, rb) = (r(a), r(b));
-                if ra[0] == NONE || rb[0] == NONE {
-                    continue;
+        // The portable kernels' 16-byte alignment and the packed kernels' cache lines.
+        for align in [plan::ALIGN, plan::LINE] {
+            let mut recs = vec![0u32; n * WORDS_PER_TENSOR];
+            let total = plan::plan(&model, &mut recs, align).unwrap();
+            let r = |t: usize| &recs[t * WORDS_PER_TENSOR..(t + 1) * WORDS_PER_TENSOR];
+            for a in 0..n {
+                for b in a + 1..n {
+                    let (ra, rb) = (r(a), r(b));
+                    if ra[0] == NONE || rb[0] == NONE {
+                        continue;
+                    }
+                    assert_eq!(ra[0] as usize % align, 0);
+                    assert!(ra[0] as usize + ra[3] as usize <= total);
+                    let live_together = ra[1] <= rb[2] && rb[1] <= ra[2];
+                    let share_bytes = ra[0] < rb[0] + rb[3] && rb[0] < ra[0] + ra[3];
+                    assert!(
+                        !(live_together && share_bytes),
+                        "{path:?}: tensors {a} and {b} overlap"
+                    );
+                    checked += 1;
                 }
-                assert_eq!(ra[0] % 16, 0);
-                assert!(ra[0] as usize + ra[3] as usize <= total);
-                let live_together = ra[1] <= rb[2] && rb[1] <= ra[2];
-                let share_bytes = ra[0] < rb[0] + rb[3] && rb[0] < ra[0] + ra[3];
-                assert!(
-                    !(live_together && share_bytes),
-                    "{path:?}: tensors {a} and {b} overlap"
-                );
-                checked += 1;
             }
         }
     }
