@@ -172,10 +172,12 @@ typedef enum {
  *
  * Initialise it with `kd_interpreter_init` before any other call (a handle that was never
  * initialised must not be passed to other functions; a zero-filled one is detected and
- * rejected with `KD_STATUS_NOT_INITIALIZED`). It owns nothing and needs no destroy call: it
- * borrows the model bytes and the arena given to `kd_interpreter_init`, which must stay valid
- * and unmoved, and must not be written by the caller (except through `kd_input_data` and
- * `kd_letterbox`), for as long as the handle is used. It may be re-initialised. It must not
+ * rejected with `KD_STATUS_NOT_INITIALIZED`). It borrows the model bytes and the arena given
+ * to `kd_interpreter_init`, which must stay valid and unmoved, and must not be written by the
+ * caller (except through `kd_input_data` and `kd_letterbox`), for as long as the handle is
+ * used. It owns nothing else unless `kd_set_threads` started worker threads: then
+ * `kd_interpreter_deinit` (or `kd_set_threads(h, 1)`) stops them before the storage is freed
+ * or re-initialised. Without threads no destroy call is needed, and it may be re-initialised. It must not
  * be copied with memcpy and used from the copy while the original is also used, and it is
  * not thread-safe: use one handle from one thread at a time (distinct handles are independent).
  * (`uint64_t` words give it the alignment of the Rust state on every target; a compile-time
@@ -405,13 +407,26 @@ kd_status kd_invoke(kd_interpreter *interp);
 /**
  * Sets how many threads each large convolution splits its output over (hosted builds with the
  * packed x86_64 kernels; elsewhere the value is stored and convolutions run on the caller's
- * thread). 1, the default, allocates nothing; more threads are OS threads spawned per
- * operator. 0 is an invalid argument.
+ * thread). 1, the default, runs everything on the caller's thread; more start `threads - 1`
+ * worker threads here, kept until the next call or `kd_interpreter_free`. `kd_invoke`
+ * allocates nothing either way. 0 is an invalid argument.
  *
  * # Safety
  * `interp` must be a handle passed to `kd_interpreter_init`.
  */
 kd_status kd_set_threads(kd_interpreter *interp, size_t threads);
+
+/**
+ * Ends a handle: stops the worker threads `kd_set_threads` started and leaves the handle not
+ * initialised (every later call but `kd_interpreter_init` returns
+ * `KD_STATUS_NOT_INITIALIZED`). Needed before freeing or re-initialising a handle whose
+ * threads were raised above 1; harmless otherwise. `KD_STATUS_NOT_INITIALIZED` when the
+ * handle is not initialised (or already ended).
+ *
+ * # Safety
+ * `interp` must be a handle passed to `kd_interpreter_init`, or zero-filled storage.
+ */
+kd_status kd_interpreter_deinit(kd_interpreter *interp);
 
 /**
  * Letterboxes an image into graph input `input`, kdedge's one pre-processing (the same

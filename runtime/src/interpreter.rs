@@ -64,6 +64,7 @@ use crate::model::{DType, Model, OperatorInfo, TensorInfo, MAX_RANK};
 use crate::plan::{self, align_line, align_up, LINE, MAX_PLANNED_TENSORS, NONE, WORDS_PER_TENSOR};
 use crate::record::{record_enum, record_struct, Reader, Record, Writer};
 use crate::tflite::schema::{self, builtin_operator as opc, builtin_options};
+use crate::workers::Workers;
 
 /// Byte sizes of the arena's parts.
 #[derive(Clone, Copy, Debug)]
@@ -1484,8 +1485,9 @@ pub struct Interpreter<'m, 'a> {
     n_ops: usize,
     /// The kernel path every operator was prepared for (from the `Kernels` given to init).
     path: Path,
-    /// Threads the packed convolution kernels split their output over (1: the calling thread).
-    threads: usize,
+    /// Worker threads the packed convolution kernels split their output over (`None`: the
+    /// calling thread alone).
+    workers: Option<Workers>,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -1549,21 +1551,26 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             activation_start,
             n_ops: model.num_operators(),
             path,
-            threads: 1,
+            workers: None,
         })
     }
 
     /// Splits each large convolution over `threads` threads (std builds; packed kernels only;
-    /// 0 is taken as 1). One thread, the default, runs everything on the caller's thread and
-    /// allocates nothing; more threads are scoped OS threads spawned per operator.
+    /// 0 is taken as 1). One thread, the default, runs everything on the caller's thread; more
+    /// start `threads - 1` worker threads here, which live until the next call or the
+    /// interpreter's drop (see [`crate::workers`]). `invoke` allocates nothing either way.
+    /// Where the OS refuses a thread, fewer run: [`Interpreter::threads`] says how many.
     #[cfg(feature = "std")]
     pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
+        if threads != self.threads() {
+            self.workers = None; // joins the old workers first
+            self.workers = (threads > 1).then(|| Workers::new(threads));
+        }
     }
 
-    /// Threads convolutions use (see [`Interpreter::set_threads`]).
+    /// Threads convolutions use, the caller's included (see [`Interpreter::set_threads`]).
     pub fn threads(&self) -> usize {
-        self.threads
+        self.workers.as_ref().map_or(1, Workers::threads)
     }
 
     /// The model being run.
@@ -1631,7 +1638,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let mut r = Reader::new(records);
         for i in 0..self.n_ops {
             let done = Prepared::get(&mut r)
-                .and_then(|p| eval(&p, model, blobs, acts, self.path, self.threads));
+                .and_then(|p| eval(&p, model, blobs, acts, self.path, self.workers.as_ref()));
             if done.is_none() {
                 return Err(match self.model.operator(i) {
                     Ok(op) => op.invalid("arena layout inconsistent with the model"),
@@ -1652,7 +1659,7 @@ fn eval(
     blobs: &[u8],
     acts: &mut [u8],
     path: Path,
-    threads: usize,
+    workers: Option<&Workers>,
 ) -> Option<()> {
     let loc = |s: Span| -> Option<Loc> {
         if s.in_model {
@@ -1688,7 +1695,7 @@ fn eval(
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
             simd::conv(
-                path, params, mult, shift, packed, x, filter, bias, y, threads,
+                path, params, mult, shift, packed, x, filter, bias, y, workers,
             );
         }
         Prepared::FullyConnected {
@@ -1768,7 +1775,7 @@ fn eval(
             let ([x], y) = io(acts, [loc(input)?], loc(output)?)?;
             let (x, filter, y) = (as_i8(x), as_i8(filter), as_i8_mut(y));
             simd::depthwise(
-                path, params, mult, shift, packed, x, filter, bias, y, threads,
+                path, params, mult, shift, packed, x, filter, bias, y, workers,
             );
         }
         Prepared::Add {

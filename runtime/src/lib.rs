@@ -24,6 +24,7 @@ pub mod postprocess;
 pub mod quant;
 mod record;
 pub mod tflite;
+pub mod workers;
 
 pub use error::{Error, Result};
 pub use interpreter::Interpreter;

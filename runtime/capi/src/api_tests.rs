@@ -589,3 +589,70 @@ fn letterbox_quantises_int8_inputs_like_kdrun() {
         assert_eq!(s, kd_status::KD_STATUS_INDEX_OUT_OF_RANGE);
     }
 }
+
+#[test]
+fn threads_give_the_same_bytes_and_deinit_ends_the_handle() {
+    let net = kdtests::nets::mobilenet_v2(0.35, 96, 10, 3);
+    let want = rust_run(&net.model, std::slice::from_ref(&net.input));
+    let mut need = 0usize;
+    let s = unsafe { kd_model_arena_size(net.model.as_ptr(), net.model.len(), &mut need) };
+    assert_eq!(s, kd_status::KD_STATUS_OK);
+    let mut arena = vec![0u8; need];
+    let mut h = zeroed();
+    // Deinit of storage that was never initialised is refused.
+    assert_eq!(
+        unsafe { kd_interpreter_deinit(&mut h) },
+        kd_status::KD_STATUS_NOT_INITIALIZED
+    );
+    for threads in [2, 3, 1, 2] {
+        let s = unsafe {
+            kd_interpreter_init(
+                &mut h,
+                net.model.as_ptr(),
+                net.model.len(),
+                arena.as_mut_ptr(),
+                need,
+            )
+        };
+        assert_eq!(s, kd_status::KD_STATUS_OK);
+        assert_eq!(
+            unsafe { kd_set_threads(&mut h, 0) },
+            kd_status::KD_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            unsafe { kd_set_threads(&mut h, threads) },
+            kd_status::KD_STATUS_OK
+        );
+        for _ in 0..2 {
+            let (mut p, mut len) = (ptr::null_mut(), 0);
+            assert_eq!(
+                unsafe { kd_input_data(&mut h, 0, &mut p, &mut len) },
+                kd_status::KD_STATUS_OK
+            );
+            unsafe { core::slice::from_raw_parts_mut(p, len) }.copy_from_slice(&net.input);
+            assert_eq!(unsafe { kd_invoke(&mut h) }, kd_status::KD_STATUS_OK);
+            let (mut q, mut len) = (ptr::null(), 0);
+            assert_eq!(
+                unsafe { kd_output_data(&mut h, 0, &mut q, &mut len) },
+                kd_status::KD_STATUS_OK
+            );
+            assert_eq!(
+                unsafe { core::slice::from_raw_parts(q, len) },
+                &want[0][..],
+                "{threads} threads"
+            );
+        }
+        assert_eq!(
+            unsafe { kd_interpreter_deinit(&mut h) },
+            kd_status::KD_STATUS_OK
+        );
+        assert_eq!(
+            unsafe { kd_invoke(&mut h) },
+            kd_status::KD_STATUS_NOT_INITIALIZED
+        );
+        assert_eq!(
+            unsafe { kd_interpreter_deinit(&mut h) },
+            kd_status::KD_STATUS_NOT_INITIALIZED
+        );
+    }
+}

@@ -70,7 +70,7 @@ struct BackendArgs {
     /// kernels, or (x86_64) the AVX2 ones. Every choice gives the same bytes.
     #[arg(long, value_enum, default_value_t = KernelChoice::Fastest)]
     kernels: KernelChoice,
-    /// kdruntime threads per large convolution (x86_64 packed kernels; 1 allocates nothing).
+    /// kdruntime threads per large convolution (x86_64 packed kernels; workers start once).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
     /// ONNX Runtime intra-op threads.

@@ -25,13 +25,20 @@ pub struct OpTime {
     pub median_us: f64,
 }
 
-/// Times every operator of `bm` on `kernels` over `runs` invokes (after one warm-up).
-pub fn profile(bm: &BenchModel, kernels: Kernels, runs: usize) -> Result<Vec<OpTime>> {
+/// Times every operator of `bm` on `kernels` with `threads` (see `Interpreter::set_threads`)
+/// over `runs` invokes (after one warm-up).
+pub fn profile(
+    bm: &BenchModel,
+    kernels: Kernels,
+    threads: usize,
+    runs: usize,
+) -> Result<Vec<OpTime>> {
     let bytes =
         std::fs::read(&bm.tflite).with_context(|| format!("reading {}", bm.tflite.display()))?;
     let m = Model::from_bytes(&bytes)?;
     let mut arena = vec![0u8; m.arena_size_for(kernels)?];
     let mut interp = Interpreter::with_kernels(&m, &mut arena, kernels)?;
+    interp.set_threads(threads);
     let n = m.num_operators();
     let mut samples = vec![Vec::with_capacity(runs); n];
     for run in 0..=runs {

@@ -8,9 +8,9 @@
 //!     kdruntime, TFLite XNNPACK, TFLite BUILTIN_REF, TFLite Micro and ONNX Runtime.
 //!     Writes DIR/latency.json (default docs/benchmarks); models go to target/bench/models.
 //!     --quick: 1 warm-up, 3 timed invokes, no time floor (for a smoke test).
-//! bench profile [--model PATH.tflite]... [--kernels reference|avx2|fastest] [--runs N] [--top N]
+//! bench profile [--model PATH.tflite]... [--kernels reference|avx2|fastest] [--threads N] [--runs N] [--top N]
 //!     Per-operator medians on kdruntime (default: the three standard networks, every kernel
-//!     family, 20 runs, the 12 slowest operators).
+//!     family, 1 thread, 20 runs, the 12 slowest operators).
 //! bench report [--json FILE] [--accuracy FILE] [--markdown FILE] [--plot FILE]
 //!     Rewrites BENCHMARKS.md's generated latency and accuracy blocks and the ratio plot
 //!     (defaults: docs/benchmarks/latency.json, docs/benchmarks/accuracy.json, BENCHMARKS.md,
@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use kdruntime::kernels::simd::Kernels;
 use kdtests::bench::{measure, profile, report, BenchReport, Policy};
 
-const USAGE: &str = "usage: bench run [--out DIR] [--model PATH.tflite]... [--quick]\n       bench profile [--model PATH.tflite]... [--kernels reference|avx2|fastest] [--runs N] [--top N]\n       bench report [--json FILE] [--accuracy FILE] [--markdown FILE] [--plot FILE]";
+const USAGE: &str = "usage: bench run [--out DIR] [--model PATH.tflite]... [--quick]\n       bench profile [--model PATH.tflite]... [--kernels reference|avx2|fastest] [--threads N] [--runs N] [--top N]\n       bench report [--json FILE] [--accuracy FILE] [--markdown FILE] [--plot FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -125,7 +125,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("profile") => {
             let a = Args::parse(
                 &args[1..],
-                &["--model", "--kernels", "--runs", "--top"],
+                &["--model", "--kernels", "--threads", "--runs", "--top"],
                 &[],
             )?;
             let number = |k: &str, default: usize| -> Result<usize> {
@@ -134,6 +134,10 @@ fn dispatch(args: &[String]) -> Result<()> {
                 })
             };
             let (runs, top) = (number("--runs", 20)?, number("--top", 12)?);
+            let threads = number("--threads", 1)?;
+            if threads == 0 {
+                bail!("--threads 0: at least 1");
+            }
             let kernels: Vec<Kernels> = match a.all("--kernels").last().copied() {
                 None => vec![Kernels::Reference, Kernels::Avx2, Kernels::Fastest],
                 Some("reference") => vec![Kernels::Reference],
@@ -152,8 +156,12 @@ fn dispatch(args: &[String]) -> Result<()> {
             };
             for m in &models {
                 for &k in &kernels {
-                    let times = profile::profile(m, k, runs)?;
-                    println!("== {} on {k:?} ({:?})", m.name, k.path());
+                    let times = profile::profile(m, k, threads, runs)?;
+                    println!(
+                        "== {} on {k:?} ({:?}), {threads} thread(s)",
+                        m.name,
+                        k.path()
+                    );
                     println!("{}", profile::table(&times, top));
                 }
             }

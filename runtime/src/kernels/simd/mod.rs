@@ -22,6 +22,7 @@ use super::depthwise_conv::{self, DepthwiseConvParams};
 use super::fully_connected::{self, FcParams};
 use super::mean::{self, MeanParams};
 use super::quantize::{self, QuantizeParams};
+use crate::workers::Workers;
 
 #[cfg(any(all(target_arch = "arm", target_feature = "dsp"), test))]
 mod arm_dsp;
@@ -166,8 +167,8 @@ pub fn depthwise_pixels(p: &DepthwiseConvParams) -> usize {
     n * oh * ow
 }
 
-/// CONV_2D on `path`; a packed path splits the output pixels over `threads` threads (std
-/// builds; in-place and reference kernels run on the calling thread).
+/// CONV_2D on `path`; a packed path splits the output pixels over `workers` (std builds;
+/// in-place and reference kernels run on the calling thread).
 #[allow(clippy::too_many_arguments, unused_variables)]
 pub fn conv(
     path: Path,
@@ -179,13 +180,13 @@ pub fn conv(
     filter: &[i8],
     bias: Option<&[u8]>,
     output: &mut [i8],
-    threads: usize,
+    workers: Option<&Workers>,
 ) {
     let macs = conv_pixels(p) * p.out_c * p.filter_h * p.filter_w * p.in_c;
     match path {
         #[cfg(target_arch = "x86_64")]
         Path::X86(level)
-            if split(conv_pixels(p), p.out_c, macs, threads, output, |px, out| {
+            if split(conv_pixels(p), p.out_c, macs, workers, output, |px, out| {
                 x86::conv(level, p, packed, input, out, px)
             }) => {}
         Path::InPlace if try_conv(p, multipliers, shifts, input, filter, bias, output) => {}
@@ -205,14 +206,14 @@ pub fn depthwise(
     filter: &[i8],
     bias: Option<&[u8]>,
     output: &mut [i8],
-    threads: usize,
+    workers: Option<&Workers>,
 ) {
     let [_, kh, kw, oc] = p.filter_shape;
     let macs = depthwise_pixels(p) * oc * kh * kw;
     match path {
         #[cfg(target_arch = "x86_64")]
         Path::X86(level)
-            if split(depthwise_pixels(p), oc, macs, threads, output, |px, out| {
+            if split(depthwise_pixels(p), oc, macs, workers, output, |px, out| {
                 x86::depthwise(level, p, packed, input, out, px)
             }) => {}
         Path::InPlace if try_depthwise(p, multipliers, shifts, input, filter, bias, output) => {}
@@ -240,56 +241,54 @@ pub fn fully_connected(
     }
 }
 
-/// Operators with fewer multiply-accumulates than this run on one thread (spawning costs more).
-pub const MIN_PARALLEL_MACS: usize = 2_000_000;
+/// Operators with fewer multiply-accumulates than this run on one thread (handing parts to
+/// the workers costs more).
+pub const MIN_PARALLEL_MACS: usize = 200_000;
 
 /// Runs `kernel(pixels, output part)` over `pixels` output pixels of `per_pixel` values each:
-/// on the calling thread, or (std builds, `threads > 1`, at least [`MIN_PARALLEL_MACS`]) on
-/// `threads` scoped threads, each with its own contiguous part. True when every part ran.
-#[allow(unused_variables, unused_mut)]
+/// on the calling thread, or (with `workers`, at least [`MIN_PARALLEL_MACS`]) in one
+/// contiguous part per worker thread. True when every part ran.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn split(
     pixels: usize,
     per_pixel: usize,
     macs: usize,
-    threads: usize,
+    workers: Option<&Workers>,
     output: &mut [i8],
     kernel: impl Fn(Range<usize>, &mut [i8]) -> bool + Sync,
 ) -> bool {
-    #[cfg(feature = "std")]
-    if threads > 1 && macs >= MIN_PARALLEL_MACS && pixels >= threads {
-        if output.len() != pixels * per_pixel {
-            return false;
-        }
-        let chunk = pixels.div_ceil(threads);
-        let ok = core::sync::atomic::AtomicBool::new(true);
-        std::thread::scope(|s| {
-            let mut rest = output;
-            let mut start = 0;
-            let kernel = &kernel;
-            let ok = &ok;
-            while start < pixels {
-                let end = (start + chunk).min(pixels);
-                let (part, tail) =
-                    core::mem::take(&mut rest).split_at_mut((end - start) * per_pixel);
-                rest = tail;
-                let mut run = move || {
-                    if !kernel(start..end, part) {
-                        ok.store(false, core::sync::atomic::Ordering::Relaxed);
-                    }
-                };
-                if end == pixels {
-                    run(); // the last part on the calling thread
-                } else {
-                    s.spawn(run);
-                }
-                start = end;
-            }
-        });
-        return ok.load(core::sync::atomic::Ordering::Relaxed);
+    let threads = workers.map_or(1, Workers::threads);
+    let Some(workers) = workers.filter(|_| macs >= MIN_PARALLEL_MACS && pixels >= threads) else {
+        return kernel(0..pixels, output);
+    };
+    if output.len() != pixels * per_pixel {
+        return false;
     }
-    kernel(0..pixels, output)
+    let chunk = pixels.div_ceil(threads);
+    let parts = pixels.div_ceil(chunk);
+    let base = Shared(output.as_mut_ptr());
+    workers.run(parts, &|part| {
+        let start = part * chunk;
+        let end = (start + chunk).min(pixels);
+        let base = &base;
+        // SAFETY: parts cover disjoint pixel ranges of `output`, which `run` borrows until
+        // every part has finished; `end <= pixels` keeps each inside it.
+        let out = unsafe {
+            core::slice::from_raw_parts_mut(
+                base.0.add(start * per_pixel),
+                (end - start) * per_pixel,
+            )
+        };
+        kernel(start..end, out)
+    })
 }
+
+/// The output's address, shared by the parts of [`split`] (each writes only its own range).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Shared(*mut i8);
+
+// SAFETY: see `split`: the parts' ranges are disjoint.
+unsafe impl Sync for Shared {}
 
 /// ADD on `path` (element-wise inputs on a packed path's vector unit, the reference otherwise).
 #[allow(unused_variables)]
