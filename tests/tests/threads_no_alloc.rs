@@ -2,40 +2,19 @@
 //! `set_threads`, and handing them parts of an operator takes no heap. This binary has no
 //! libtest harness, so nothing else runs while every allocation in the process is counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kdruntime::kernels::simd::{Kernels, MIN_PARALLEL_MACS};
 use kdruntime::{Interpreter, Model};
 use kdtests::nets;
 
-struct Counting;
+#[path = "../../runtime/tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::ALLOCATIONS;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
-fn count() {
-    if COUNTING.load(Ordering::SeqCst) {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+counting_allocator!(|| COUNTING.load(Ordering::SeqCst));
 
 // The stem (48x48x16 outputs of a 3x3x3 filter) is large enough to be split.
 const _: () = assert!(48 * 48 * 16 * 27 >= MIN_PARALLEL_MACS);
