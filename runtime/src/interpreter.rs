@@ -487,11 +487,7 @@ impl<'m, 'p, 'b> Ctx<'m, 'p, 'b> {
     /// Allocates `bytes` of op blob; the slice to fill at init, `None` in the sizing pass. On the
     /// packed paths each blob starts on a cache line ([`LINE`]).
     fn blob(&mut self, bytes: usize) -> Result<(Blob, Option<&mut [u8]>)> {
-        let at = match tensor_align(self.path) {
-            LINE => align_line(self.blob_len),
-            _ => Some(self.blob_len),
-        }
-        .ok_or_else(overflow)?;
+        let at = plan::align_to(self.blob_len, tensor_align(self.path)).ok_or_else(overflow)?;
         self.blob_len = align_up(bytes)
             .and_then(|n| n.checked_add(at))
             .ok_or_else(overflow)?;

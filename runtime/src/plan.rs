@@ -27,23 +27,24 @@ pub const NONE: u32 = u32::MAX;
 /// the caller's buffer happens to start.
 pub const LINE: usize = 64;
 
+/// Rounds `n` up to a multiple of `align` (a power of two), `None` on overflow.
+pub fn align_to(n: usize, align: usize) -> Option<usize> {
+    n.checked_add(align - 1).map(|v| v & !(align - 1))
+}
+
 /// Rounds up to [`ALIGN`], `None` on overflow.
 pub fn align_up(n: usize) -> Option<usize> {
-    n.checked_add(ALIGN - 1).map(|v| v & !(ALIGN - 1))
+    align_to(n, ALIGN)
 }
 
 /// Rounds up to [`LINE`], `None` on overflow.
 pub fn align_line(n: usize) -> Option<usize> {
-    n.checked_add(LINE - 1).map(|v| v & !(LINE - 1))
+    align_to(n, LINE)
 }
 
 fn arena_bytes(model: &Model, t: usize, align: usize) -> Result<usize> {
     let info = model.tensor(t)?;
-    let aligned = info
-        .byte_size()
-        .checked_add(align - 1)
-        .map(|v| v & !(align - 1));
-    aligned.ok_or(Error::BadTensor {
+    align_to(info.byte_size(), align).ok_or(Error::BadTensor {
         index: t,
         name: info.error_name(),
         reason: "byte size overflows",
