@@ -45,7 +45,10 @@ demo-run:
 	cargo build --release --workspace --all-targets
 	bash scripts/demo.sh
 
+# Incremental caches are useless on a one-shot CI build and took 3 GB of disk there.
+test-run: export CARGO_INCREMENTAL ?= 0
 test-run:
+	@df -h . | tail -n 1 | awk '{print "disk free before the tests: " $$4 " of " $$2}'
 	cargo fmt --all --check
 	cargo test --workspace --all-targets
 	cargo build -p kdruntime --no-default-features
