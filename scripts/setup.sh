@@ -11,6 +11,8 @@ CACHE="$ROOT/.cache"
 WHEELS="$CACHE/wheels"
 PY="${PYTHON:-python3}"
 mkdir -p "$CACHE" "$WHEELS"
+# .cache/wheels is the download cache; pip's own would hold a second copy (~1 GB) of every wheel.
+export PIP_NO_CACHE_DIR="${PIP_NO_CACHE_DIR:-1}"
 
 TORCH_VERSION=2.11.0
 ORT_VERSION=1.32.0
