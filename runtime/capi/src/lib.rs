@@ -802,7 +802,7 @@ pub unsafe extern "C" fn kd_invoke(interp: *mut kd_interpreter) -> kd_status {
 /// Sets how many threads each large convolution splits its output over (hosted builds with the
 /// packed x86_64 kernels; elsewhere the value is stored and convolutions run on the caller's
 /// thread). 1, the default, runs everything on the caller's thread; more start `threads - 1`
-/// worker threads here, kept until the next call or `kd_interpreter_free`. `kd_invoke`
+/// worker threads here, kept until the next call or `kd_interpreter_deinit`. `kd_invoke`
 /// allocates nothing either way. 0 is an invalid argument.
 ///
 /// # Safety
